@@ -1,0 +1,129 @@
+//! Errors callers can match on. Each variant says what happened and, where
+//! the caller can do something about it, what to do.
+
+use std::time::Duration;
+
+/// Why a session ID was refused. Never carries the ID itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSessionId {
+    /// Outside PHP's 22..=256 characters.
+    #[error("session ID has {len} characters; expected 22 to 256")]
+    Length {
+        /// Length of the refused ID.
+        len: usize,
+    },
+    /// A byte outside `0-9 a-z A-Z , -`.
+    #[error("session ID has a character outside 0-9a-zA-Z,- at position {position}")]
+    Charset {
+        /// Zero-based position of the first bad byte.
+        position: usize,
+    },
+}
+
+/// What is wrong with a stored value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CorruptKind {
+    /// Not written by stickless (for instance a phpredis session or a hand-made key).
+    #[error("the value was not written by stickless")]
+    Foreign,
+    /// Written by a newer stickless.
+    #[error("envelope version {0} is not supported by this build; upgrade stickless")]
+    UnsupportedVersion(u8),
+    /// Uses a feature (compression, encryption) this build does not have.
+    #[error("envelope flags {0:#x} are not supported by this build")]
+    UnsupportedFlags(u32),
+    /// Truncated or damaged.
+    #[error("the envelope is damaged: {0}")]
+    Malformed(String),
+}
+
+/// Why a write was refused after its lock was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostReason {
+    /// The lock expired (the request outlived `lock_ttl_ms`) and is now free.
+    Expired,
+    /// The lock expired and another request now holds it.
+    Taken,
+}
+
+impl std::fmt::Display for LostReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Expired => "the lock expired before the write (raise lock_ttl_ms?)",
+            Self::Taken => "the lock expired and another request now holds it (raise lock_ttl_ms?)",
+        })
+    }
+}
+
+/// Everything the store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The session ID is not acceptable; nothing was sent to Redis.
+    #[error(transparent)]
+    InvalidId(#[from] InvalidSessionId),
+
+    /// Redis could not be reached or did not answer in time.
+    #[error("{server}: {cause} (after {} ms)", elapsed.as_millis())]
+    Unavailable {
+        /// The server as configured (password redacted).
+        server: String,
+        /// What failed, from the client library.
+        cause: String,
+        /// Time spent on the failed step.
+        elapsed: Duration,
+    },
+
+    /// Another request held the session's lock for longer than `lock_wait_ms`.
+    #[error(
+        "session {session} is locked by another request; gave up after {} ms (lock_wait_ms)",
+        waited.as_millis()
+    )]
+    LockTimeout {
+        /// Hashed session key.
+        session: String,
+        /// Time spent waiting.
+        waited: Duration,
+    },
+
+    /// The write was refused because the lock was no longer ours.
+    #[error("write to session {session} refused: {reason}")]
+    LockLost {
+        /// Hashed session key.
+        session: String,
+        /// What happened to the lock.
+        reason: LostReason,
+    },
+
+    /// The session is larger than `max_size`; stored data was left as it was.
+    #[error("session {session} is {size} bytes, over max_size {limit}; the write was refused")]
+    TooLarge {
+        /// Hashed session key.
+        session: String,
+        /// Payload size.
+        size: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+
+    /// A new session ID is already taken (only on a broken random source).
+    #[error("session {session} already exists; refusing to overwrite it with a new session")]
+    Collision {
+        /// Hashed session key.
+        session: String,
+    },
+
+    /// Another request holds the lock of a session this request tried to destroy.
+    #[error("session {session} is locked by another request; not destroyed")]
+    DestroyLocked {
+        /// Hashed session key.
+        session: String,
+    },
+
+    /// Redis answered something this protocol does not expect.
+    #[error("unexpected reply from Redis: {0}")]
+    Protocol(String),
+
+    /// The OS random source failed.
+    #[error("the OS random source failed: {0}")]
+    Entropy(String),
+}

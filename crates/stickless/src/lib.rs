@@ -1,0 +1,52 @@
+//! # stickless
+//!
+//! A shared session store on Redis for PHP pods and Rust services alike.
+//!
+//! - **One slot per session.** All keys of a session share a hash tag derived
+//!   from a SHA-256 of the session ID; the ID itself never reaches Redis.
+//! - **Two round trips** for a locked request: acquire+read, then a fenced
+//!   write+release that hands the lock straight to the next waiter.
+//! - **No polling.** Waiters block on their own wake-up list and are served in
+//!   arrival order.
+//! - **Fenced writes.** A write whose lock expired is refused, never applied.
+//!
+//! The crate is layered: a sans-IO protocol ([`SessionKeys`], [`Envelope`],
+//! the scripts and their typed replies, [`Lease`]) and a blocking driver
+//! ([`Store`]) over it.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use stickless::{Config, OpenMode, Opened, SessionId, Store};
+//!
+//! let mut store = Store::new(Config::parse("redis://127.0.0.1:6379/0")?);
+//! let id = SessionId::parse("0123456789abcdef0123456789abcdef")?;
+//! match store.lock(&id, OpenMode::CreateIfMissing)? {
+//!     Opened::Locked { lease, loaded, .. } => {
+//!         println!("{} bytes stored", loaded.payload().len());
+//!         store.commit(lease, b"user|s:3:\"ann\";".to_vec(), Duration::from_secs(1440))?;
+//!     }
+//!     Opened::Missing | Opened::ReadOnly { .. } => unreachable!("not in this mode"),
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod blocking;
+pub mod config;
+mod envelope;
+mod error;
+mod id;
+mod keys;
+pub mod scripts;
+mod session;
+mod token;
+
+pub use blocking::Store;
+pub use config::{Config, ConfigError, OnLockTimeout, Settings};
+pub use envelope::Envelope;
+pub use error::{CorruptKind, Error, InvalidSessionId, LostReason};
+pub use id::SessionId;
+pub use keys::SessionKeys;
+pub use session::{Lease, Loaded, OpenMode, Opened};
+pub use token::LockToken;
