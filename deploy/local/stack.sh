@@ -1,0 +1,721 @@
+#!/usr/bin/env bash
+# Local demo stack for stickless: one redis-server, N php-fpm masters ("pods")
+# and one nginx load-balancing round-robin across the pods, all on 127.0.0.1,
+# all with their state (configs, pidfiles, sockets, logs) under $STACK_DIR.
+#
+#   deploy/local/stack.sh up       start everything, wait until it serves, print the URL
+#   deploy/local/stack.sh down     stop what `up` started (by the PIDs in its pidfiles)
+#   deploy/local/stack.sh status   show what is running; exit 0 healthy, 1 degraded, 3 stopped
+#
+# Nothing here uses the system services (redis on 6379, nginx on 80, the
+# php-fpm systemd unit): every port is picked free on loopback, every process
+# is started by this script, and `down` only signals PIDs from our own
+# pidfiles, after checking that each PID still belongs to this stack.
+#
+# Knobs (environment variables; defaults in brackets):
+#   STACK_DIR          state dir [<repo>/target/stack]
+#   PODS               number of php-fpm pods, named pod-a, pod-b, ... [3]
+#   FPM_WORKERS        workers per pod (pm=static) [2]
+#   SESSION_HANDLER    session.save_handler [stickless]
+#   PHP_EXTENSION      extension .so loaded into every pod with -d extension=...;
+#                      empty = load none [<repo>/target/release/libstickless_php.so
+#                      when SESSION_HANDLER=stickless, else empty]
+#   SESSION_PREFIX     key prefix used by the default save paths [demo:]
+#   SESSION_SAVE_PATH  session.save_path; "{redis_port}" is replaced by the redis
+#                      port [stickless: redis://127.0.0.1:{redis_port}/0?prefix=demo:,
+#                      redis (phpredis): tcp://127.0.0.1:{redis_port}?prefix=demo:]
+#   PHP_DEFINES        extra "-d key=value" ini settings for the pods, space-separated
+#                      key=value words (e.g. "opcache.enable=0 session.gc_probability=0")
+#   POD_LISTEN         unix | tcp: pods listen on a unix socket or a loopback port
+#                      [unix; tcp when the socket path would be too long]
+#   REDIS_PORT         redis port [a free one]
+#   NGINX_PORT         nginx port [a free one]
+#   STACK_USER         only when run as root: user the php-fpm workers and nginx
+#                      workers run as [root]; e.g. www-data (it must be able to read
+#                      deploy/local/www)
+#   READY_TIMEOUT      seconds to wait for each readiness condition [30]
+#   PHP_FPM, PHP_CLI, NGINX, REDIS_SERVER, REDIS_CLI   binaries
+#                      [php-fpm8.2, php8.2, nginx, redis-server, redis-cli]
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
+WWW_DIR="$SCRIPT_DIR/www"
+
+STACK_DIR=${STACK_DIR:-$REPO_ROOT/target/stack}
+case "$STACK_DIR" in
+  /*) ;;
+  *) STACK_DIR="$PWD/$STACK_DIR" ;;
+esac
+STACK_DIR=${STACK_DIR%/}
+STATE_FILE="$STACK_DIR/stack.env"
+READY_TIMEOUT=${READY_TIMEOUT:-30}
+STOP_TIMEOUT=${STOP_TIMEOUT:-15}
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+die() {
+  printf 'stack: error: %s\n' "$*" >&2
+  exit 1
+}
+
+# find_bin VAR_VALUE CANDIDATE... -> first one that is executable
+find_bin() {
+  local c p
+  for c in "$@"; do
+    [[ -n "$c" ]] || continue
+    if [[ "$c" == */* ]]; then
+      [[ -x "$c" ]] && { printf '%s\n' "$c"; return 0; }
+    elif p=$(command -v "$c" 2>/dev/null); then
+      printf '%s\n' "$p"
+      return 0
+    else
+      # /usr/sbin is not on every user's PATH
+      for p in /usr/sbin/"$c" /usr/local/sbin/"$c"; do
+        [[ -x "$p" ]] && { printf '%s\n' "$p"; return 0; }
+      done
+    fi
+  done
+  return 1
+}
+
+resolve_bins() {
+  PHP_FPM=$(find_bin "${PHP_FPM:-}" php-fpm8.2 php-fpm) || die "php-fpm not found (run scripts/install-deps.sh)"
+  PHP_CLI=$(find_bin "${PHP_CLI:-}" php8.2 php) || die "php CLI not found (run scripts/install-deps.sh)"
+  NGINX=$(find_bin "${NGINX:-}" nginx) || die "nginx not found (run scripts/install-deps.sh)"
+  REDIS_SERVER=$(find_bin "${REDIS_SERVER:-}" redis-server) || die "redis-server not found (run scripts/install-deps.sh)"
+  REDIS_CLI=$(find_bin "${REDIS_CLI:-}" redis-cli) || die "redis-cli not found (run scripts/install-deps.sh)"
+  command -v curl >/dev/null 2>&1 || die "curl not found (run scripts/install-deps.sh)"
+}
+
+# --- processes --------------------------------------------------------------
+
+# proc_state PID -> one-letter state from /proc/PID/stat, empty when gone.
+proc_state() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  printf '%s\n' "${stat%% *}"
+}
+
+# A zombie is as good as gone: it holds no port and can't be signalled away.
+pid_running() {
+  local s
+  s=$(proc_state "$1")
+  [[ -n "$s" && "$s" != Z && "$s" != X ]]
+}
+
+# children_of PID -> PIDs whose parent is PID
+children_of() {
+  local f stat rest ppid pid
+  for f in /proc/[0-9]*/stat; do
+    stat=$(cat "$f" 2>/dev/null) || continue
+    rest=${stat##*) }
+    read -r _ ppid _ <<<"$rest"
+    if [[ "$ppid" == "$1" ]]; then
+      pid=${f#/proc/}
+      printf '%s\n' "${pid%/stat}"
+    fi
+  done
+}
+
+read_pidfile() {
+  local pid=""
+  if [[ -r "$1" ]]; then
+    read -r pid <"$1" 2>/dev/null || true
+  fi
+  [[ "$pid" =~ ^[0-9]+$ ]] && printf '%s\n' "$pid"
+  return 0
+}
+
+# owned_pid KIND PIDFILE -> the PID if it is alive and still belongs to this
+# stack (guards against a stale pidfile whose PID was reused by someone else).
+owned_pid() {
+  local kind=$1 pidfile=$2 pid cmdline cwd
+  pid=$(read_pidfile "$pidfile")
+  [[ -n "$pid" ]] && pid_running "$pid" || return 0
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 0
+  case "$kind" in
+    redis)
+      # redis rewrites its title; its working directory is our --dir.
+      cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || cwd=""
+      [[ "$cmdline" == *redis* && "$cwd" == "$STACK_DIR/redis" ]] || return 0
+      ;;
+    *)
+      # php-fpm: "php-fpm: master process (<conf>)"; nginx: "nginx: master process ... -c <conf>"
+      [[ "$cmdline" == *"$STACK_DIR/"* ]] || return 0
+      ;;
+  esac
+  printf '%s\n' "$pid"
+}
+
+# wait_until TIMEOUT DESCRIPTION COMMAND... : poll COMMAND every 0.1s until it
+# succeeds, at most TIMEOUT seconds.
+wait_until() {
+  local timeout=$1 desc=$2
+  shift 2
+  local tries=$((timeout * 10)) i
+  for ((i = 0; i < tries; i++)); do
+    if "$@"; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  log "timed out after ${timeout}s waiting for $desc"
+  return 1
+}
+
+none_running() {
+  local p
+  for p in "$@"; do
+    pid_running "$p" && return 1
+  done
+  return 0
+}
+
+# stop_component NAME KIND PIDFILE SIGNAL
+stop_component() {
+  local name=$1 kind=$2 pidfile=$3 sig=$4 pid stale
+  pid=$(owned_pid "$kind" "$pidfile")
+  if [[ -z "$pid" ]]; then
+    stale=$(read_pidfile "$pidfile")
+    if [[ -n "$stale" ]] && pid_running "$stale"; then
+      log "$name: pid $stale from $pidfile is not ours any more; leaving it alone"
+    fi
+    rm -f "$pidfile"
+    return 0
+  fi
+  # Remember the workers too, so we can wait until they are gone as well.
+  local pids=("$pid") child
+  while read -r child; do
+    [[ -n "$child" ]] && pids+=("$child")
+  done < <(children_of "$pid")
+  log "stopping $name (pid ${pids[*]})"
+  kill "-$sig" "$pid" 2>/dev/null || true
+  if ! wait_until "$STOP_TIMEOUT" "$name to exit" none_running "${pids[@]}"; then
+    log "$name did not exit; sending SIGKILL to ${pids[*]}"
+    for child in "${pids[@]}"; do
+      if pid_running "$child"; then
+        kill -KILL "$child" 2>/dev/null || true
+      fi
+    done
+    wait_until 5 "$name to die" none_running "${pids[@]}" || return 1
+  fi
+  rm -f "$pidfile"
+}
+
+# --- configuration -----------------------------------------------------------
+
+pod_names() {
+  local letters=abcdefghijklmnopqrstuvwxyz i
+  for ((i = 0; i < PODS; i++)); do
+    printf 'pod-%s\n' "${letters:i:1}"
+  done
+}
+
+load_state() {
+  [[ -r "$STATE_FILE" ]] || return 1
+  # shellcheck disable=SC1090
+  source "$STATE_FILE"
+}
+
+# free_port -> a TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() {
+  local port
+  # shellcheck disable=SC2016 # PHP code, not shell
+  port=$("$PHP_CLI" -n -r '
+    $s = stream_socket_server("tcp://127.0.0.1:0", $errno, $errstr);
+    if (!$s) { exit(1); }
+    $name = stream_socket_get_name($s, false);
+    echo substr($name, strrpos($name, ":") + 1);' 2>/dev/null) || port=""
+  if [[ ! "$port" =~ ^[0-9]+$ ]]; then
+    # Fallback: probe random high ports until one refuses connections.
+    local i
+    for ((i = 0; i < 50; i++)); do
+      port=$((20000 + RANDOM % 20000))
+      if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        break
+      fi
+    done
+  fi
+  printf '%s\n' "$port"
+}
+
+redis_ready() {
+  [[ -n "$(owned_pid redis "$STACK_DIR/redis/redis.pid")" ]] &&
+    [[ "$("$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
+}
+
+redis_dead() {
+  local pid
+  pid=$(read_pidfile "$STACK_DIR/redis/redis.pid")
+  [[ -n "$pid" ]] && ! pid_running "$pid"
+}
+
+start_redis() {
+  local dir="$STACK_DIR/redis" attempt fixed=${REDIS_PORT:-}
+  mkdir -p "$dir"
+  for attempt in 1 2 3 4 5; do
+    REDIS_PORT=${fixed:-$(free_port)}
+    [[ "$REDIS_PORT" != 6379 ]] || die "refusing to use port 6379 (the system redis)"
+    rm -f "$dir/redis.pid"
+    "$REDIS_SERVER" \
+      --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
+      --save '' --appendonly no \
+      --daemonize yes --pidfile "$dir/redis.pid" \
+      --dir "$dir" --logfile "$dir/redis.log" </dev/null
+    # Ready once it answers PING; give up early if it died (port taken).
+    local i
+    for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
+      redis_ready && {
+        log "redis ready on 127.0.0.1:$REDIS_PORT (pid $(read_pidfile "$dir/redis.pid"))"
+        return 0
+      }
+      redis_dead && break
+      sleep 0.1
+    done
+    redis_dead || die "redis did not answer PING within ${READY_TIMEOUT}s (see $dir/redis.log)"
+    [[ -z "$fixed" ]] || die "redis failed to start on port $fixed (see $dir/redis.log)"
+    log "redis failed to start on port $REDIS_PORT (attempt $attempt); trying another port"
+  done
+  die "redis failed to start (see $dir/redis.log)"
+}
+
+# ini_quote VALUE -> a double-quoted php-fpm ini value
+ini_quote() {
+  local v=$1
+  [[ "$v" != *'"'* ]] || die "ini value may not contain a double quote: $v"
+  printf '"%s"' "$v"
+}
+
+write_pod_conf() {
+  local pod=$1 dir=$2 listen=$3
+  local user_lines=""
+  if [[ "$(id -u)" -eq 0 && "$STACK_USER" != root ]]; then
+    user_lines="user = $STACK_USER
+group = $STACK_GROUP
+listen.owner = $STACK_USER
+listen.group = $STACK_GROUP"
+  fi
+  cat >"$dir/php-fpm.conf" <<EOF
+; generated by deploy/local/stack.sh -- edits are overwritten by the next "up"
+[global]
+pid = $dir/php-fpm.pid
+error_log = $dir/php-fpm.log
+log_level = notice
+daemonize = yes
+process_control_timeout = 5s
+
+[$pod]
+$user_lines
+listen = $listen
+listen.mode = 0660
+pm = static
+pm.max_children = $FPM_WORKERS
+clear_env = no
+env[POD_NAME] = $pod
+catch_workers_output = yes
+decorate_workers_output = no
+access.log = $dir/access.log
+php_admin_value[session.save_handler] = $(ini_quote "$SESSION_HANDLER")
+php_admin_value[session.save_path] = $(ini_quote "$SESSION_SAVE_PATH_RESOLVED")
+php_admin_flag[log_errors] = on
+php_admin_value[error_log] = $dir/php-error.log
+EOF
+}
+
+fpm_args() {
+  FPM_ARGS=()
+  if [[ "$(id -u)" -eq 0 && "$STACK_USER" == root ]]; then
+    FPM_ARGS+=(--allow-to-run-as-root)
+  fi
+  if [[ -n "$PHP_EXTENSION" ]]; then
+    FPM_ARGS+=(-d "extension=$PHP_EXTENSION")
+  fi
+  local kv
+  for kv in ${PHP_DEFINES:-}; do
+    FPM_ARGS+=(-d "$kv")
+  done
+}
+
+pod_ready() {
+  local dir=$1 listen=$2
+  [[ -n "$(owned_pid fpm "$dir/php-fpm.pid")" ]] || return 1
+  case "$listen" in
+    /*) [[ -S "$listen" ]] ;;
+    *) (exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}") 2>/dev/null ;;
+  esac
+}
+
+start_pods() {
+  local pod dir listen sock_base="$STACK_DIR/pods"
+  POD_LIST=""
+  POD_LISTENS=""
+  local mode=${POD_LISTEN:-unix}
+  # sun_path holds 108 bytes; fall back to loopback ports for deep state dirs.
+  if [[ "$mode" == unix && ${#sock_base} -gt 80 ]]; then
+    log "state dir path too long for unix sockets; pods listen on loopback ports"
+    mode=tcp
+  fi
+  for pod in $(pod_names); do
+    dir="$STACK_DIR/pods/$pod"
+    mkdir -p "$dir"
+    if [[ "$mode" == unix ]]; then
+      listen="$dir/php-fpm.sock"
+    else
+      listen="127.0.0.1:$(free_port)"
+    fi
+    : >"$dir/php-error.log"
+    if [[ "$(id -u)" -eq 0 && "$STACK_USER" != root ]]; then
+      chown "$STACK_USER:$STACK_GROUP" "$dir/php-error.log"
+    fi
+    write_pod_conf "$pod" "$dir" "$listen"
+    # php-fpm daemonizes and only returns once its master is initialised
+    # (non-zero when it failed to start).
+    if ! "$PHP_FPM" "${FPM_ARGS[@]}" --fpm-config "$dir/php-fpm.conf" </dev/null >>"$dir/php-fpm.log" 2>&1; then
+      tail -n 20 "$dir/php-fpm.log" >&2 || true
+      die "php-fpm for $pod failed to start (see $dir/php-fpm.log)"
+    fi
+    wait_until "$READY_TIMEOUT" "$pod to listen on $listen" pod_ready "$dir" "$listen" ||
+      die "$pod is not ready (see $dir/php-fpm.log)"
+    log "$pod ready on $listen (pid $(read_pidfile "$dir/php-fpm.pid"))"
+    POD_LIST+="$pod "
+    POD_LISTENS+="$listen "
+  done
+}
+
+write_nginx_conf() {
+  local dir=$1 user_line="" upstreams="" l
+  if [[ "$(id -u)" -eq 0 ]]; then
+    # nginx only honours (and otherwise warns about) "user" when run as root.
+    user_line="user $STACK_USER $STACK_GROUP;"
+  fi
+  for l in $POD_LISTENS; do
+    case "$l" in
+      /*) upstreams+="        server unix:$l;"$'\n' ;;
+      *) upstreams+="        server $l;"$'\n' ;;
+    esac
+  done
+  cat >"$dir/nginx.conf" <<EOF
+# generated by deploy/local/stack.sh -- edits are overwritten by the next "up"
+$user_line
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+
+events {
+    worker_connections 512;
+}
+
+http {
+    access_log $dir/access.log;
+    client_body_temp_path $dir/tmp/client_body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+
+    default_type application/octet-stream;
+    types {
+        text/html html;
+        text/css css;
+        text/plain txt;
+        application/javascript js;
+        application/json json;
+    }
+
+    # Round-robin (nginx's default) across the pods: no stickiness, so every
+    # request of a user may land on a different pod.
+    upstream pods {
+$upstreams    }
+
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        server_name localhost;
+        root $WWW_DIR;
+        index index.php;
+
+        location / {
+            try_files \$uri \$uri/ =404;
+        }
+
+        location ~ \.php\$ {
+            try_files \$uri =404;
+            fastcgi_pass pods;
+            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+            fastcgi_param SCRIPT_NAME \$fastcgi_script_name;
+            fastcgi_param QUERY_STRING \$query_string;
+            fastcgi_param REQUEST_METHOD \$request_method;
+            fastcgi_param CONTENT_TYPE \$content_type;
+            fastcgi_param CONTENT_LENGTH \$content_length;
+            fastcgi_param REQUEST_URI \$request_uri;
+            fastcgi_param DOCUMENT_URI \$document_uri;
+            fastcgi_param DOCUMENT_ROOT \$document_root;
+            fastcgi_param SERVER_PROTOCOL \$server_protocol;
+            fastcgi_param REQUEST_SCHEME \$scheme;
+            fastcgi_param GATEWAY_INTERFACE CGI/1.1;
+            fastcgi_param SERVER_SOFTWARE nginx/\$nginx_version;
+            fastcgi_param REMOTE_ADDR \$remote_addr;
+            fastcgi_param REMOTE_PORT \$remote_port;
+            fastcgi_param SERVER_ADDR \$server_addr;
+            fastcgi_param SERVER_PORT \$server_port;
+            fastcgi_param SERVER_NAME \$server_name;
+        }
+    }
+}
+EOF
+}
+
+nginx_ready() {
+  [[ -n "$(owned_pid nginx "$STACK_DIR/nginx/nginx.pid")" ]] &&
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$NGINX_PORT/hello.php" 2>/dev/null
+}
+
+start_nginx() {
+  local dir="$STACK_DIR/nginx" attempt fixed=${NGINX_PORT:-}
+  mkdir -p "$dir/tmp"
+  for attempt in 1 2 3 4 5; do
+    NGINX_PORT=${fixed:-$(free_port)}
+    [[ "$NGINX_PORT" != 80 ]] || die "refusing to use port 80 (the system nginx)"
+    write_nginx_conf "$dir"
+    # nginx binds before it daemonizes, so a taken port is a non-zero exit.
+    if "$NGINX" -e "$dir/error.log" -p "$dir/" -c "$dir/nginx.conf" </dev/null >>"$dir/startup.log" 2>&1; then
+      wait_until "$READY_TIMEOUT" "nginx on 127.0.0.1:$NGINX_PORT" nginx_ready ||
+        die "nginx is not serving (see $dir/error.log)"
+      log "nginx ready on 127.0.0.1:$NGINX_PORT (pid $(read_pidfile "$dir/nginx.pid"))"
+      return 0
+    fi
+    [[ -z "$fixed" ]] || { tail -n 5 "$dir/startup.log" >&2; die "nginx failed to start (see $dir/error.log)"; }
+    log "nginx failed to start on port $NGINX_PORT (attempt $attempt); trying another port"
+  done
+  tail -n 5 "$dir/startup.log" >&2 || true
+  die "nginx failed to start (see $dir/error.log)"
+}
+
+# Every pod must answer healthz.php through nginx with the configured save
+# handler, and that handler must be able to open and read a session (a handler
+# name no extension registers is only noticed at session_start).
+SEEN_PODS=""
+all_pods_answer() {
+  local out body code pod handler session p
+  out=$(curl -sS --max-time 5 -w '\n%{http_code}' "http://127.0.0.1:$NGINX_PORT/healthz.php" 2>/dev/null) || return 1
+  code=${out##*$'\n'}
+  body=${out%$'\n'*}
+  pod=$(json_field pod "$body")
+  [[ -n "$pod" ]] || return 1
+  handler=$(json_field handler "$body")
+  session=$(json_field session "$body")
+  if [[ "$code" != 200 || "$handler" != "$SESSION_HANDLER" || "$session" != ok ]]; then
+    log "$pod is unhealthy (HTTP $code): $body"
+    log "expected session.save_handler '$SESSION_HANDLER' to work; see $STACK_DIR/pods/$pod/"
+    return 2
+  fi
+  [[ " $SEEN_PODS " == *" $pod "* ]] || SEEN_PODS+=" $pod"
+  for p in $POD_LIST; do
+    [[ " $SEEN_PODS " == *" $p "* ]] || return 1
+  done
+}
+
+# json_field NAME JSON -> the string value of "NAME" in a flat JSON object
+json_field() {
+  sed -n 's/.*"'"$1"'": *"\([^"]*\)".*/\1/p' <<<"$2"
+}
+
+wait_all_pods() {
+  local i rc
+  for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
+    rc=0
+    all_pods_answer || rc=$?
+    ((rc == 0)) && return 0
+    ((rc == 2)) && die "a pod cannot use session.save_handler=$SESSION_HANDLER"
+    sleep 0.1
+  done
+  die "not every pod answered through nginx within ${READY_TIMEOUT}s (seen:${SEEN_PODS:- none})"
+}
+
+# Loading a missing/broken .so only warns at startup; catch it before the pods start.
+check_extension() {
+  [[ -n "$PHP_EXTENSION" ]] || return 0
+  [[ -f "$PHP_EXTENSION" ]] || die "extension not found: $PHP_EXTENSION (build it: make build)"
+  local out
+  out=$("$PHP_FPM" -d "extension=$PHP_EXTENSION" -m 2>&1) || die "php-fpm -m failed: $out"
+  if grep -qiE 'unable to load|warning|fatal' <<<"$out"; then
+    printf '%s\n' "$out" | grep -iE 'unable to load|warning|fatal' >&2
+    die "php-fpm cannot load $PHP_EXTENSION"
+  fi
+}
+
+# --- commands ----------------------------------------------------------------
+
+is_anything_running() {
+  [[ -n "$(owned_pid redis "$STACK_DIR/redis/redis.pid")" ]] && return 0
+  [[ -n "$(owned_pid nginx "$STACK_DIR/nginx/nginx.pid")" ]] && return 0
+  local f
+  for f in "$STACK_DIR"/pods/*/php-fpm.pid; do
+    [[ -e "$f" ]] || continue
+    [[ -n "$(owned_pid fpm "$f")" ]] && return 0
+  done
+  return 1
+}
+
+cmd_up() {
+  resolve_bins
+  PODS=${PODS:-3}
+  if ! [[ "$PODS" =~ ^[0-9]+$ ]] || ((PODS < 1 || PODS > 26)); then
+    die "PODS must be 1..26"
+  fi
+  FPM_WORKERS=${FPM_WORKERS:-2}
+  if ! [[ "$FPM_WORKERS" =~ ^[0-9]+$ ]] || ((FPM_WORKERS < 1)); then
+    die "FPM_WORKERS must be >= 1"
+  fi
+  SESSION_HANDLER=${SESSION_HANDLER:-stickless}
+  SESSION_PREFIX=${SESSION_PREFIX:-demo:}
+  if [[ "$SESSION_HANDLER" == stickless ]]; then
+    PHP_EXTENSION=${PHP_EXTENSION-$REPO_ROOT/target/release/libstickless_php.so}
+  else
+    PHP_EXTENSION=${PHP_EXTENSION-}
+  fi
+  if [[ -n "$PHP_EXTENSION" && "$PHP_EXTENSION" != /* ]]; then
+    PHP_EXTENSION="$PWD/$PHP_EXTENSION"
+  fi
+  local save_path=${SESSION_SAVE_PATH:-}
+  if [[ -z "$save_path" ]]; then
+    case "$SESSION_HANDLER" in
+      stickless) save_path="redis://127.0.0.1:{redis_port}/0?prefix=$SESSION_PREFIX" ;;
+      redis) save_path="tcp://127.0.0.1:{redis_port}?prefix=$SESSION_PREFIX" ;;
+      *) die "no default session.save_path for handler '$SESSION_HANDLER'; set SESSION_SAVE_PATH" ;;
+    esac
+  fi
+  STACK_USER=${STACK_USER:-root}
+  if [[ "$(id -u)" -eq 0 ]]; then
+    id "$STACK_USER" >/dev/null 2>&1 || die "STACK_USER '$STACK_USER' does not exist"
+    STACK_GROUP=$(id -gn "$STACK_USER")
+  else
+    STACK_USER=$(id -un)
+    STACK_GROUP=$(id -gn)
+  fi
+  [[ -d "$WWW_DIR" ]] || die "missing $WWW_DIR"
+
+  if is_anything_running; then
+    die "a stack is already running in $STACK_DIR; run '$0 down' first"
+  fi
+  check_extension
+  fpm_args
+
+  # Fresh state (only our own sub-directories: STACK_DIR itself may be shared).
+  mkdir -p "$STACK_DIR"
+  rm -rf "$STACK_DIR/redis" "$STACK_DIR/pods" "$STACK_DIR/nginx" "$STATE_FILE"
+
+  # From here on, a failure or Ctrl-C tears down whatever was started.
+  trap 'rc=$?; trap - EXIT INT TERM; if ((rc != 0)); then log "up failed; tearing down"; cmd_down || true; fi; exit $rc' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+
+  log "state dir $STACK_DIR; handler $SESSION_HANDLER${PHP_EXTENSION:+; extension $PHP_EXTENSION}"
+  start_redis
+  SESSION_SAVE_PATH_RESOLVED=${save_path//\{redis_port\}/$REDIS_PORT}
+  start_pods
+  start_nginx
+  wait_all_pods
+
+  URL="http://127.0.0.1:$NGINX_PORT/"
+  cat >"$STATE_FILE" <<EOF
+# written by deploy/local/stack.sh up
+URL='$URL'
+REDIS_PORT='$REDIS_PORT'
+NGINX_PORT='$NGINX_PORT'
+POD_LIST='${POD_LIST% }'
+POD_LISTENS='${POD_LISTENS% }'
+SESSION_HANDLER='$SESSION_HANDLER'
+SESSION_SAVE_PATH='$SESSION_SAVE_PATH_RESOLVED'
+PHP_EXTENSION='$PHP_EXTENSION'
+EOF
+  trap - EXIT INT TERM
+  log "up: ${PODS} pods x ${FPM_WORKERS} workers behind nginx; session.save_handler=$SESSION_HANDLER"
+  log "     session.save_path=$SESSION_SAVE_PATH_RESOLVED"
+  printf '%s\n' "$URL"
+}
+
+cmd_down() {
+  local f pod rc=0
+  if [[ ! -d "$STACK_DIR" ]]; then
+    log "nothing to stop ($STACK_DIR does not exist)"
+    return 0
+  fi
+  stop_component nginx nginx "$STACK_DIR/nginx/nginx.pid" QUIT || rc=1
+  for f in "$STACK_DIR"/pods/*/php-fpm.pid; do
+    [[ -e "$f" ]] || continue
+    pod=$(basename "$(dirname "$f")")
+    # SIGQUIT: graceful; workers finish their request, then master exits.
+    stop_component "$pod" fpm "$f" QUIT || rc=1
+  done
+  stop_component redis redis "$STACK_DIR/redis/redis.pid" TERM || rc=1
+  rm -f "$STATE_FILE" "$STACK_DIR"/pods/*/php-fpm.sock
+  if ((rc == 0)); then
+    log "down: everything stopped"
+  fi
+  return "$rc"
+}
+
+cmd_status() {
+  local up=0 total=0 pid f pod
+  if ! load_state; then
+    if is_anything_running; then
+      log "no $STATE_FILE but processes are running (an 'up' in progress or failed?)"
+      return 1
+    fi
+    echo "stopped ($STACK_DIR)"
+    return 3
+  fi
+  REDIS_CLI=$(find_bin "${REDIS_CLI:-}" redis-cli) || REDIS_CLI=redis-cli
+
+  total=$((total + 1))
+  pid=$(owned_pid redis "$STACK_DIR/redis/redis.pid")
+  if [[ -n "$pid" && "$("$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; then
+    printf '%-8s up    pid %-7s 127.0.0.1:%s\n' redis "$pid" "$REDIS_PORT"
+    up=$((up + 1))
+  else
+    printf '%-8s DOWN  pid %-7s 127.0.0.1:%s\n' redis "${pid:--}" "$REDIS_PORT"
+  fi
+
+  local listens i=0
+  read -r -a listens <<<"$POD_LISTENS"
+  for pod in $POD_LIST; do
+    total=$((total + 1))
+    f="$STACK_DIR/pods/$pod/php-fpm.pid"
+    pid=$(owned_pid fpm "$f")
+    if [[ -n "$pid" ]]; then
+      printf '%-8s up    pid %-7s %s\n' "$pod" "$pid" "${listens[i]}"
+      up=$((up + 1))
+    else
+      printf '%-8s DOWN  pid %-7s %s\n' "$pod" - "${listens[i]}"
+    fi
+    i=$((i + 1))
+  done
+
+  total=$((total + 1))
+  pid=$(owned_pid nginx "$STACK_DIR/nginx/nginx.pid")
+  if [[ -n "$pid" ]] && curl -fsS -o /dev/null --max-time 2 "${URL}hello.php" 2>/dev/null; then
+    printf '%-8s up    pid %-7s %s\n' nginx "$pid" "$URL"
+    up=$((up + 1))
+  else
+    printf '%-8s DOWN  pid %-7s %s\n' nginx "${pid:--}" "$URL"
+  fi
+  echo "handler: $SESSION_HANDLER  save_path: $SESSION_SAVE_PATH${PHP_EXTENSION:+  extension: $PHP_EXTENSION}"
+
+  if ((up == total)); then
+    return 0
+  elif ((up == 0)); then
+    return 3
+  fi
+  return 1
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  *)
+    echo "usage: $0 up|down|status" >&2
+    exit 2
+    ;;
+esac
