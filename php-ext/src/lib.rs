@@ -1,1 +1,78 @@
+//! The stickless PHP extension: a native session save handler named
+//! `stickless`, the `Stickless\SessionHandler` class, `stickless.*` ini
+//! settings and a phpinfo() section. Locking and storage live in the
+//! `stickless` core crate; this crate only adapts PHP's calls to it.
 
+mod class;
+mod ffi;
+mod handler;
+mod hooks;
+mod ini;
+mod stats;
+
+use ext_php_rs::error::php_error;
+use ext_php_rs::flags::ErrorType;
+use ext_php_rs::prelude::*;
+use ext_php_rs::zend::ModuleEntry;
+use ext_php_rs::{info_table_end, info_table_row, info_table_start};
+
+/// Emits an E_WARNING prefixed with the extension's name. Callers never pass
+/// session IDs or secrets (they name sessions by hashed key).
+pub(crate) fn warn(message: &str) {
+    php_error(&ErrorType::Warning, &format!("stickless: {message}"));
+}
+
+/// MINIT: ini entries, the save handler and the class. Nothing here opens a
+/// socket or starts a thread: php-fpm forks after MINIT.
+fn startup(_ty: i32, module_number: i32) -> i32 {
+    ini::register(module_number);
+    if let Err(e) = ini::settings() {
+        warn(&format!("ini: {e}"));
+    }
+    // SAFETY: MODULE is a static table with 'static function pointers.
+    if unsafe { ffi::php_session_register_module(&raw const hooks::MODULE) } != ffi::SUCCESS {
+        warn("could not register the save handler with the session extension");
+        return ffi::FAILURE;
+    }
+    if let Err(e) = class::register() {
+        warn(&format!(
+            "could not register Stickless\\SessionHandler: {e}"
+        ));
+        return ffi::FAILURE;
+    }
+    ffi::SUCCESS
+}
+
+/// After every RSHUTDOWN, so the session module has flushed first.
+unsafe extern "C" fn post_deactivate() -> i32 {
+    let _ = std::panic::catch_unwind(hooks::finish_request);
+    ffi::SUCCESS
+}
+
+unsafe extern "C" fn info(module: *mut ModuleEntry) {
+    let _ = std::panic::catch_unwind(|| {
+        info_table_start!();
+        info_table_row!("stickless support", "enabled");
+        info_table_row!("Version", env!("CARGO_PKG_VERSION"));
+        let server = match hooks::current_config() {
+            Some(config) => config.server.to_string(),
+            None => "not opened in this worker yet".to_owned(),
+        };
+        info_table_row!("Server in force", server);
+        for (name, value) in stats::rows() {
+            info_table_row!(name, value.to_string());
+        }
+        info_table_end!();
+    });
+    // SAFETY: the engine passes our own module entry.
+    unsafe { ffi::display_ini_entries(module.cast()) };
+}
+
+#[php_module]
+#[php(startup = startup)]
+pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
+    module
+        .name("stickless")
+        .post_deactivate_function(post_deactivate)
+        .info_function(info)
+}

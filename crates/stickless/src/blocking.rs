@@ -95,7 +95,11 @@ impl Store {
                 AcquireReply::Acquired(stored) => {
                     let loaded = Loaded::from_stored(stored);
                     let lease = Lease::new(keys, token, &loaded);
-                    let waited = started.elapsed();
+                    let waited = if queued {
+                        started.elapsed()
+                    } else {
+                        Duration::ZERO
+                    };
                     return Ok(Opened::Locked {
                         lease,
                         loaded,
@@ -189,7 +193,9 @@ impl Store {
     /// Deletes a session in one round trip, releasing `lease` if given.
     /// Refused while another request holds the lock.
     pub fn destroy(&mut self, id: &SessionId, lease: Option<Lease>) -> Result<(), Error> {
-        let keys = lease.as_ref().map_or_else(|| self.keys(id), |l| l.keys.clone());
+        let keys = lease
+            .as_ref()
+            .map_or_else(|| self.keys(id), |l| l.keys.clone());
         let token = lease.as_ref().map_or("", |l| l.token.as_str());
         let claim = self.claim_window();
         let mut inv = DESTROY_SCRIPT.prepare_invoke();

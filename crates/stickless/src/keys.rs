@@ -95,7 +95,10 @@ mod tests {
     fn derivation_is_stable_and_distinct() {
         let a = SessionKeys::derive("", &id("abcdefghijklmnopqrstuvwxyz"));
         let b = SessionKeys::derive("", &id("abcdefghijklmnopqrstuvwxyZ"));
-        assert_eq!(a, SessionKeys::derive("", &id("abcdefghijklmnopqrstuvwxyz")));
+        assert_eq!(
+            a,
+            SessionKeys::derive("", &id("abcdefghijklmnopqrstuvwxyz"))
+        );
         assert_ne!(a.tag(), b.tag());
         // Pinned (python3: sha256(DOMAIN + id)[:16]): a change here logs every
         // user out, so it must be deliberate.

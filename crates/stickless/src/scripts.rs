@@ -192,7 +192,7 @@ fn bytes(v: Option<&Value>) -> Option<Vec<u8>> {
     }
 }
 
-fn status<'a>(v: Option<&'a Value>) -> Option<&'a [u8]> {
+fn status(v: Option<&Value>) -> Option<&[u8]> {
     match v {
         Some(Value::BulkString(b)) => Some(b),
         Some(Value::SimpleString(s)) => Some(s.as_bytes()),

@@ -99,7 +99,7 @@ pub enum Opened {
         lease: Lease,
         /// What was stored.
         loaded: Loaded,
-        /// Time spent waiting for other requests (zero when uncontended).
+        /// Time spent waiting for other requests; zero when the lock was free.
         waited: Duration,
     },
     /// [`OpenMode::RequireExisting`] and nothing is stored; no lock was taken.

@@ -1,0 +1,255 @@
+//! `Stickless\SessionHandler`: the same handler as an object, for frameworks
+//! that want one (`session_set_save_handler(new ...('redis://...'), true)`)
+//! or that call read/write/destroy themselves without open/close.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use ext_php_rs::builders::ClassBuilder;
+use ext_php_rs::class::RegisteredClass;
+use ext_php_rs::convert::IntoZval;
+use ext_php_rs::exception::{PhpException, PhpResult};
+use ext_php_rs::ffi::{
+    zend_class_entry, zend_do_implement_interface, zend_function, zend_hash_str_find,
+};
+use ext_php_rs::flags::DataType;
+use ext_php_rs::prelude::*;
+use ext_php_rs::types::{ZendHashTable, Zval};
+use stickless::Config;
+
+use crate::handler::{Handler, Warning};
+use crate::{ffi, ini, warn};
+
+/// A PHP `string|false`: session data (bytes, not necessarily UTF-8) or a
+/// failure PHP turns into "Failed to read session data".
+pub struct DataOrFalse(Option<Vec<u8>>);
+
+impl IntoZval for DataOrFalse {
+    // Declared as `string`; registration widens it to `string|false` to
+    // match SessionHandlerInterface::read, which ext-php-rs cannot express.
+    const TYPE: DataType = DataType::String;
+    const NULLABLE: bool = false;
+
+    fn set_zval(self, zv: &mut Zval, _persistent: bool) -> ext_php_rs::error::Result<()> {
+        match self.0 {
+            Some(bytes) => zv.set_binary(bytes),
+            None => zv.set_bool(false),
+        }
+        Ok(())
+    }
+}
+
+#[php_class]
+#[php(name = "Stickless\\SessionHandler")]
+pub struct SessionHandler {
+    inner: Handler,
+}
+
+fn ttl() -> Duration {
+    Duration::from_secs(
+        u64::try_from(ini::long("session.gc_maxlifetime"))
+            .unwrap_or(0)
+            .max(1),
+    )
+}
+
+fn bytes(zv: &Zval) -> Vec<u8> {
+    zv.zend_str()
+        .map(|s| s.as_bytes().to_vec())
+        .unwrap_or_default()
+}
+
+fn report(r: Result<(), Warning>) -> bool {
+    match r {
+        Ok(()) => true,
+        Err(Warning(w)) => {
+            warn(&w);
+            false
+        }
+    }
+}
+
+fn option_value(zv: &Zval) -> Option<String> {
+    zv.str()
+        .map(str::to_owned)
+        .or_else(|| zv.long().map(|n| n.to_string()))
+        .or_else(|| zv.bool().map(|b| u8::from(b).to_string()))
+}
+
+#[php_impl]
+impl SessionHandler {
+    /// `new Stickless\SessionHandler('redis://host:6379/0?prefix=app:', ['lock_wait_ms' => 2000])`:
+    /// the same URL and options as `session.save_path`; options in the array
+    /// override both ini and the URL query.
+    pub fn __construct(save_path: String, options: Option<&ZendHashTable>) -> PhpResult<Self> {
+        let mut settings = ini::settings()
+            .map_err(|e| PhpException::from_message(format!("stickless: ini: {e}")))?;
+        let mut config = Config::parse_with(&save_path, settings.clone())
+            .map_err(|e| PhpException::from_message(format!("stickless: {e}")))?;
+        if let Some(options) = options {
+            settings = config.settings;
+            for (key, value) in options {
+                let name = key.to_string();
+                let value = option_value(value).ok_or_else(|| {
+                    PhpException::from_message(format!(
+                        "stickless: option `{name}` must be a string, int or bool"
+                    ))
+                })?;
+                settings
+                    .set(&name, &value)
+                    .map_err(|e| PhpException::from_message(format!("stickless: {e}")))?;
+            }
+            config.settings = settings;
+        }
+        Ok(Self {
+            inner: Handler::new(config),
+        })
+    }
+
+    pub fn open(&mut self, _path: &Zval, _name: &Zval) -> bool {
+        true
+    }
+
+    pub fn close(&mut self) -> bool {
+        guard(false, || report(self.inner.close()))
+    }
+
+    pub fn read(&mut self, id: &Zval) -> DataOrFalse {
+        let id = bytes(id);
+        let r = catch_unwind(AssertUnwindSafe(|| self.inner.read(&id)));
+        DataOrFalse(match r {
+            Ok(Ok(data)) => Some(data),
+            Ok(Err(Warning(w))) => {
+                warn(&w);
+                None
+            }
+            Err(_) => {
+                warn("internal error in the session handler; the session was not changed");
+                None
+            }
+        })
+    }
+
+    pub fn write(&mut self, id: &Zval, data: &Zval) -> bool {
+        let (id, data) = (bytes(id), bytes(data));
+        guard(false, || report(self.inner.write(&id, &data, ttl())))
+    }
+
+    pub fn destroy(&mut self, id: &Zval) -> bool {
+        let id = bytes(id);
+        guard(false, || report(self.inner.destroy(&id)))
+    }
+
+    /// Redis expires sessions by itself; nothing to collect.
+    pub fn gc(&mut self, _max_lifetime: &Zval) -> i64 {
+        0
+    }
+
+    #[php(name = "create_sid")]
+    pub fn create_sid(&mut self) -> PhpResult<String> {
+        // SAFETY: PHP's generator ignores its argument.
+        let sid = unsafe { ffi::php_session_create_id(std::ptr::null_mut()) };
+        // SAFETY: a fresh zend_string or null.
+        let Some(s) = (unsafe { sid.cast::<ext_php_rs::types::ZendStr>().as_ref() }) else {
+            return Err(PhpException::from_message(
+                "stickless: could not create a session ID".into(),
+            ));
+        };
+        let out = String::from_utf8_lossy(s.as_bytes()).into_owned();
+        // SAFETY: we own the string PHP returned; the box releases it.
+        drop(unsafe {
+            ext_php_rs::boxed::ZBox::from_raw(sid.cast::<ext_php_rs::types::ZendStr>())
+        });
+        self.inner.created(out.as_bytes());
+        Ok(out)
+    }
+
+    pub fn validate_id(&mut self, id: &Zval) -> bool {
+        let id = bytes(id);
+        guard(false, || self.inner.validate(&id))
+    }
+
+    pub fn update_timestamp(&mut self, id: &Zval, data: &Zval) -> bool {
+        let (id, data) = (bytes(id), bytes(data));
+        guard(false, || report(self.inner.touch(&id, &data, ttl())))
+    }
+}
+
+impl Drop for SessionHandler {
+    /// Frameworks that never call close() still get their lock released.
+    fn drop(&mut self) {
+        let _ = catch_unwind(AssertUnwindSafe(|| self.inner.finish_request()));
+    }
+}
+
+fn guard<T: Copy>(fallback: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        warn("internal error in the session handler; the session was not changed");
+        fallback
+    })
+}
+
+/// `MAY_BE_FALSE` from zend_type_info.h.
+const MAY_BE_FALSE: u32 = 1 << 2;
+
+/// Registers the class, widens `read` and `gc` to `string|false` and
+/// `int|false`, then implements the three session interfaces. Runs in MINIT,
+/// after the session module's own MINIT (it is compiled in or a dependency).
+pub fn register() -> Result<(), String> {
+    let mut builder = ClassBuilder::new(SessionHandler::CLASS_NAME);
+    for (method, flags) in SessionHandler::method_builders() {
+        builder = builder.method(method, flags);
+    }
+    builder = builder
+        .object_override::<SessionHandler>()
+        .registration(|ce, arg_info| {
+            SessionHandler::get_metadata().set_ce(ce);
+            SessionHandler::get_metadata().set_arg_info(arg_info);
+        });
+    builder.register().map_err(|e| e.to_string())?;
+    let ce: *mut zend_class_entry =
+        std::ptr::from_ref(SessionHandler::get_metadata().ce()).cast_mut();
+    // SAFETY: MINIT, single-threaded; the class was registered just above and
+    // its method table holds internal functions whose arg_info we may widen.
+    unsafe {
+        for method in ["read", "gc"] {
+            widen_return_with_false(ce, method)?;
+        }
+        for iface in [
+            ffi::php_session_iface_entry,
+            ffi::php_session_id_iface_entry,
+            ffi::php_session_update_timestamp_iface_entry,
+        ] {
+            if iface.is_null() {
+                return Err("the session extension is not loaded".into());
+            }
+            zend_do_implement_interface(ce, iface);
+        }
+    }
+    Ok(())
+}
+
+/// # Safety
+/// `ce` must be a registered internal class; MINIT only.
+unsafe fn widen_return_with_false(ce: *mut zend_class_entry, method: &str) -> Result<(), String> {
+    // SAFETY: see the function contract; method tables hold zend_function
+    // pointers in their zvals.
+    unsafe {
+        let zv = zend_hash_str_find(
+            &raw const (*ce).function_table,
+            method.as_ptr().cast(),
+            method.len(),
+        );
+        let func = zv
+            .as_ref()
+            .map(|zv| zv.value.ptr.cast::<zend_function>())
+            .filter(|f| !f.is_null())
+            .ok_or_else(|| format!("method {method} not registered"))?;
+        let info = (*func).internal_function.arg_info;
+        if info.is_null() {
+            return Err(format!("method {method} has no arg_info"));
+        }
+        (*info.sub(1)).type_.type_mask |= MAY_BE_FALSE;
+    }
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! One request's view of one session: which protocol step each PHP hook
+//! takes. Shared by the native save handler and `Stickless\SessionHandler`.
+//! Locking itself lives in the core crate; this file only keeps the lease
+//! between hooks and turns outcomes into the warnings users see.
+
+use std::time::Duration;
+
+use stickless::{Config, Error, Lease, Loaded, OpenMode, Opened, SessionId, Store};
+
+use crate::stats::{self, ERRORS, LOCK_TIMEOUTS, LOCK_WAITS, REQUESTS};
+
+/// A message for an E_WARNING; already free of session IDs and secrets.
+#[derive(Debug)]
+pub struct Warning(pub String);
+
+impl From<Error> for Warning {
+    fn from(e: Error) -> Self {
+        match &e {
+            Error::LockTimeout { .. } => stats::bump(&LOCK_TIMEOUTS),
+            _ => stats::bump(&ERRORS),
+        }
+        Warning(e.to_string())
+    }
+}
+
+/// Where this request stands with its session.
+enum Active {
+    Idle,
+    /// Locked by us; `seen` is the payload PHP was given.
+    Locked {
+        id: SessionId,
+        lease: Lease,
+        seen: Vec<u8>,
+    },
+    /// Opened without a lock (`on_lock_timeout=readonly`).
+    ReadOnly {
+        id: SessionId,
+        seen: Vec<u8>,
+    },
+    /// An ID this request created: nothing is stored and nobody else knows it.
+    New {
+        id: SessionId,
+    },
+    /// validate_sid failed for a reason read() must report (Redis down, lock
+    /// timeout): answering "invalid" would silently start a new session.
+    Failed {
+        id: SessionId,
+        why: String,
+    },
+}
+
+/// The handler state of one process: the store (and its connection), kept
+/// across requests, and the current request's session.
+pub struct Handler {
+    store: Store,
+    active: Active,
+    /// IDs made by create_sid in this request.
+    created: Vec<SessionId>,
+}
+
+fn parse_id(raw: &[u8]) -> Result<SessionId, Warning> {
+    SessionId::from_bytes(raw).map_err(|e| {
+        stats::bump(&ERRORS);
+        Warning(format!("{e}; rejected without contacting Redis"))
+    })
+}
+
+impl Handler {
+    /// A handler for `config`; no I/O.
+    pub fn new(config: Config) -> Self {
+        Self {
+            store: Store::new(config),
+            active: Active::Idle,
+            created: Vec::new(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        self.store.config()
+    }
+
+    /// Swaps in a new configuration, keeping the connection when it is the same.
+    pub fn reconfigure(&mut self, config: Config) {
+        if *self.store.config() != config {
+            self.finish_request();
+            self.store = Store::new(config);
+        }
+    }
+
+    /// A session ID this request created (create_sid).
+    pub fn created(&mut self, raw: &[u8]) {
+        if let Ok(id) = SessionId::from_bytes(raw) {
+            self.created.push(id);
+        }
+    }
+
+    fn is_created(&self, id: &SessionId) -> bool {
+        self.created.contains(id)
+    }
+
+    /// validate_sid: does the session exist? Strict mode asks this before
+    /// read, so the lock is taken here and read() costs no round trip.
+    pub fn validate(&mut self, raw: &[u8]) -> bool {
+        let Ok(id) = parse_id(raw) else {
+            return false;
+        };
+        if self.is_created(&id) {
+            // Freshly made from 128+ random bits: cannot exist yet.
+            return false;
+        }
+        if self.holds(&id) {
+            return true;
+        }
+        self.end_quietly();
+        match self.open(&id, OpenMode::RequireExisting) {
+            Ok(true) => true,
+            Ok(false) => false,
+            Err(Warning(why)) => {
+                self.active = Active::Failed { id, why };
+                true
+            }
+        }
+    }
+
+    fn holds(&self, id: &SessionId) -> bool {
+        match &self.active {
+            Active::Locked { id: held, .. } | Active::ReadOnly { id: held, .. } => held == id,
+            _ => false,
+        }
+    }
+
+    /// Locks and loads `id`; Ok(false) when it must exist and does not.
+    fn open(&mut self, id: &SessionId, mode: OpenMode) -> Result<bool, Warning> {
+        stats::bump(&REQUESTS);
+        let opened = self.store.lock(id, mode)?;
+        let (loaded, waited) = match opened {
+            Opened::Missing => return Ok(false),
+            Opened::Locked {
+                lease,
+                loaded,
+                waited,
+            } => {
+                let seen = loaded.payload().to_vec();
+                self.active = Active::Locked {
+                    id: id.clone(),
+                    lease,
+                    seen,
+                };
+                (loaded, waited)
+            }
+            Opened::ReadOnly { loaded, waited } => {
+                stats::bump(&LOCK_TIMEOUTS);
+                crate::warn(&format!(
+                    "session {} is locked by another request; opened read-only after {} ms (on_lock_timeout=readonly), changes will not be saved",
+                    self.store.keys(id).tag(),
+                    waited.as_millis()
+                ));
+                let seen = loaded.payload().to_vec();
+                self.active = Active::ReadOnly {
+                    id: id.clone(),
+                    seen,
+                };
+                (loaded, waited)
+            }
+        };
+        if !waited.is_zero() {
+            stats::bump(&LOCK_WAITS);
+        }
+        if let Loaded::Corrupt(kind) = &loaded {
+            stats::bump(&ERRORS);
+            crate::warn(&format!(
+                "session {} holds an unreadable value ({kind}); starting empty, the stored value is kept until the application writes",
+                self.store.keys(id).tag()
+            ));
+        }
+        Ok(true)
+    }
+
+    /// read: the session payload, locking it first unless validate did.
+    pub fn read(&mut self, raw: &[u8]) -> Result<Vec<u8>, Warning> {
+        let id = parse_id(raw)?;
+        match &self.active {
+            Active::Locked { id: held, seen, .. } | Active::ReadOnly { id: held, seen }
+                if *held == id =>
+            {
+                return Ok(seen.clone());
+            }
+            Active::New { id: held } if *held == id => return Ok(Vec::new()),
+            Active::Failed { id: held, why } if *held == id => {
+                let why = why.clone();
+                self.active = Active::Idle;
+                return Err(Warning(why));
+            }
+            _ => {}
+        }
+        self.end_quietly();
+        if self.is_created(&id) {
+            self.active = Active::New { id };
+            return Ok(Vec::new());
+        }
+        self.open(&id, OpenMode::CreateIfMissing)?;
+        match &self.active {
+            Active::Locked { seen, .. } | Active::ReadOnly { seen, .. } => Ok(seen.clone()),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// write: a fenced write that also releases the lock. Unchanged data is
+    /// only touched, so a value PHP could not read is never replaced by the
+    /// empty session PHP was given instead.
+    pub fn write(&mut self, raw: &[u8], data: &[u8], ttl: Duration) -> Result<(), Warning> {
+        let id = parse_id(raw)?;
+        match std::mem::replace(&mut self.active, Active::Idle) {
+            Active::Locked {
+                id: held,
+                lease,
+                seen,
+            } if held == id => {
+                if seen == data {
+                    self.store.touch(lease, ttl)?;
+                } else {
+                    self.store.commit(lease, data.to_vec(), ttl)?;
+                }
+                Ok(())
+            }
+            Active::ReadOnly { id: held, seen } if held == id => {
+                if seen == data {
+                    return Ok(());
+                }
+                stats::bump(&ERRORS);
+                Err(Warning(format!(
+                    "session {} was opened read-only after a lock timeout; the write was refused",
+                    self.store.keys(&id).tag()
+                )))
+            }
+            Active::New { id: held } if held == id => {
+                self.store.create(&id, data.to_vec(), ttl)?;
+                Ok(())
+            }
+            other => {
+                // A write without a matching read (some frameworks write
+                // blind): lock first, so it is still fenced.
+                self.active = other;
+                self.end_quietly();
+                match self.store.lock(&id, OpenMode::CreateIfMissing)? {
+                    Opened::Locked { lease, .. } => {
+                        self.store.commit(lease, data.to_vec(), ttl)?;
+                        Ok(())
+                    }
+                    Opened::ReadOnly { .. } | Opened::Missing => {
+                        stats::bump(&ERRORS);
+                        Err(Warning(format!(
+                            "session {} is locked by another request; the write was refused",
+                            self.store.keys(&id).tag()
+                        )))
+                    }
+                }
+            }
+        }
+    }
+
+    /// update_timestamp (lazy_write, unchanged data): touch and release.
+    pub fn touch(&mut self, raw: &[u8], data: &[u8], ttl: Duration) -> Result<(), Warning> {
+        let id = parse_id(raw)?;
+        match std::mem::replace(&mut self.active, Active::Idle) {
+            Active::Locked {
+                id: held, lease, ..
+            } if held == id => {
+                self.store.touch(lease, ttl)?;
+                Ok(())
+            }
+            Active::ReadOnly { .. } => Ok(()),
+            other => {
+                // Same as a write for anything not held (a new session).
+                self.active = other;
+                self.write(raw, data, ttl)
+            }
+        }
+    }
+
+    /// destroy: delete in one round trip, releasing our lock if we hold it.
+    pub fn destroy(&mut self, raw: &[u8]) -> Result<(), Warning> {
+        let id = parse_id(raw)?;
+        self.created.retain(|c| *c != id);
+        let lease = match std::mem::replace(&mut self.active, Active::Idle) {
+            Active::Locked {
+                id: held, lease, ..
+            } if held == id => Some(lease),
+            Active::New { id: held } if held == id => return Ok(()),
+            other => {
+                self.active = other;
+                None
+            }
+        };
+        self.store.destroy(&id, lease)?;
+        Ok(())
+    }
+
+    /// close: release whatever is still held (read_and_close, session_abort,
+    /// a failed write already released nothing more).
+    pub fn close(&mut self) -> Result<(), Warning> {
+        match std::mem::replace(&mut self.active, Active::Idle) {
+            Active::Locked { lease, .. } => {
+                self.store.release(lease)?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// End of request: release any lock the application never closed
+    /// (frameworks that call only read/write/destroy), and forget the IDs
+    /// made this request.
+    pub fn finish_request(&mut self) {
+        self.end_quietly();
+        self.created.clear();
+    }
+
+    fn end_quietly(&mut self) {
+        if let Err(Warning(w)) = self.close() {
+            crate::warn(&w);
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The native `ps_module` named `stickless`: nine C hooks, each a thin shell
+//! that catches panics, converts arguments and calls [`Handler`].
+
+use std::cell::RefCell;
+use std::ffi::{CStr, c_char, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use ext_php_rs::ffi::{zend_long, zend_string};
+use ext_php_rs::types::ZendStr;
+use stickless::Config;
+
+use crate::ffi::{self, FAILURE, ModData, PsModule, SUCCESS, ZendResult};
+use crate::handler::{Handler, Warning};
+use crate::{ini, warn};
+
+thread_local! {
+    /// The native handler's state for this process (php-fpm workers are
+    /// single-threaded; a ZTS build gets one per thread).
+    static NATIVE: RefCell<Option<Handler>> = const { RefCell::new(None) };
+}
+
+/// PHP only calls write/close while `*mod_data` is non-null; the state
+/// itself lives in `NATIVE`, so any stable address will do.
+static MOD_DATA_MARKER: u8 = 0;
+
+pub static MODULE: PsModule = PsModule {
+    s_name: c"stickless".as_ptr(),
+    s_open: open,
+    s_close: close,
+    s_read: read,
+    s_write: write,
+    s_destroy: destroy,
+    s_gc: gc,
+    s_create_sid: create_sid,
+    s_validate_sid: validate_sid,
+    s_update_timestamp: update_timestamp,
+};
+
+/// Runs `f` on the native handler; a panic becomes a warning and `fallback`,
+/// never an unwind across the C boundary.
+fn with_handler<T: Copy>(fallback: T, f: impl FnOnce(&mut Handler) -> T) -> T {
+    let run = || {
+        NATIVE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut slot) => match slot.as_mut() {
+                Some(handler) => f(handler),
+                None => {
+                    warn("the session was not opened (session.save_path not set?)");
+                    fallback
+                }
+            },
+            Err(_) => fallback,
+        })
+    };
+    match catch_unwind(AssertUnwindSafe(run)) {
+        Ok(v) => v,
+        Err(_) => {
+            warn("internal error in the session handler; the session was not changed");
+            fallback
+        }
+    }
+}
+
+fn result(r: Result<(), Warning>) -> ZendResult {
+    match r {
+        Ok(()) => SUCCESS,
+        Err(Warning(w)) => {
+            warn(&w);
+            FAILURE
+        }
+    }
+}
+
+/// # Safety
+/// `s` must be a valid `zend_string` for the duration of the call.
+unsafe fn bytes<'a>(s: *mut zend_string) -> &'a [u8] {
+    // SAFETY: the caller passes a live zend_string.
+    unsafe { s.cast::<ZendStr>().as_ref() }.map_or(&[], ZendStr::as_bytes)
+}
+
+fn ttl(maxlifetime: zend_long) -> Duration {
+    Duration::from_secs(u64::try_from(maxlifetime).unwrap_or(0).max(1))
+}
+
+fn configure(save_path: &str) -> Result<Config, Warning> {
+    let settings = ini::settings().map_err(|e| Warning(format!("ini: {e}")))?;
+    Config::parse_with(save_path, settings).map_err(|e| Warning(e.to_string()))
+}
+
+unsafe extern "C" fn open(
+    mod_data: ModData,
+    save_path: *const c_char,
+    _name: *const c_char,
+) -> ZendResult {
+    let run = || {
+        let path = if save_path.is_null() {
+            String::new()
+        } else {
+            // SAFETY: PHP passes a NUL-terminated save_path.
+            unsafe { CStr::from_ptr(save_path) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        let config = match configure(&path) {
+            Ok(c) => c,
+            Err(Warning(w)) => {
+                warn(&format!("session.save_path: {w}"));
+                return FAILURE;
+            }
+        };
+        NATIVE.with(|cell| {
+            let Ok(mut slot) = cell.try_borrow_mut() else {
+                return FAILURE;
+            };
+            match slot.as_mut() {
+                Some(handler) => handler.reconfigure(config),
+                None => *slot = Some(Handler::new(config)),
+            }
+            // SAFETY: PHP passes &PS(mod_data).
+            unsafe { *mod_data = (&raw const MOD_DATA_MARKER).cast_mut().cast::<c_void>() };
+            SUCCESS
+        })
+    };
+    catch_unwind(AssertUnwindSafe(run)).unwrap_or(FAILURE)
+}
+
+unsafe extern "C" fn close(mod_data: ModData) -> ZendResult {
+    // SAFETY: PHP passes &PS(mod_data).
+    unsafe { *mod_data = std::ptr::null_mut() };
+    with_handler(FAILURE, |h| result(h.close()))
+}
+
+unsafe extern "C" fn read(
+    _mod_data: ModData,
+    key: *mut zend_string,
+    val: *mut *mut zend_string,
+    _maxlifetime: zend_long,
+) -> ZendResult {
+    // SAFETY: PHP passes a live key.
+    let id = unsafe { bytes(key) };
+    with_handler(FAILURE, |h| match h.read(id) {
+        Ok(data) => {
+            // SAFETY: PHP passes a writable out-pointer and takes ownership.
+            unsafe { *val = ZendStr::new(&data, false).into_raw().cast() };
+            SUCCESS
+        }
+        Err(Warning(w)) => {
+            warn(&w);
+            FAILURE
+        }
+    })
+}
+
+unsafe extern "C" fn write(
+    _mod_data: ModData,
+    key: *mut zend_string,
+    val: *mut zend_string,
+    maxlifetime: zend_long,
+) -> ZendResult {
+    // SAFETY: PHP passes live strings.
+    let (id, data) = unsafe { (bytes(key), bytes(val)) };
+    with_handler(FAILURE, |h| result(h.write(id, data, ttl(maxlifetime))))
+}
+
+unsafe extern "C" fn update_timestamp(
+    _mod_data: ModData,
+    key: *mut zend_string,
+    val: *mut zend_string,
+    maxlifetime: zend_long,
+) -> ZendResult {
+    // SAFETY: PHP passes live strings.
+    let (id, data) = unsafe { (bytes(key), bytes(val)) };
+    with_handler(FAILURE, |h| result(h.touch(id, data, ttl(maxlifetime))))
+}
+
+unsafe extern "C" fn destroy(_mod_data: ModData, key: *mut zend_string) -> ZendResult {
+    // SAFETY: PHP passes a live key.
+    let id = unsafe { bytes(key) };
+    with_handler(FAILURE, |h| result(h.destroy(id)))
+}
+
+unsafe extern "C" fn gc(
+    _mod_data: ModData,
+    _maxlifetime: zend_long,
+    nrdels: *mut zend_long,
+) -> zend_long {
+    // Redis expires sessions by itself (PX on every write and touch).
+    if !nrdels.is_null() {
+        // SAFETY: PHP passes a writable counter.
+        unsafe { *nrdels = 0 };
+    }
+    0
+}
+
+unsafe extern "C" fn create_sid(mod_data: ModData) -> *mut zend_string {
+    // PHP's own generator honours session.sid_length and
+    // session.sid_bits_per_character and draws from the OS CSPRNG.
+    // SAFETY: forwarding PHP's own argument.
+    let sid = unsafe { ffi::php_session_create_id(mod_data) };
+    if !sid.is_null() {
+        // SAFETY: just created by PHP.
+        let raw = unsafe { bytes(sid) };
+        NATIVE.with(|cell| {
+            if let Ok(mut slot) = cell.try_borrow_mut()
+                && let Some(h) = slot.as_mut()
+            {
+                h.created(raw);
+            }
+        });
+    }
+    sid
+}
+
+unsafe extern "C" fn validate_sid(_mod_data: ModData, key: *mut zend_string) -> ZendResult {
+    // SAFETY: PHP passes a live key.
+    let id = unsafe { bytes(key) };
+    with_handler(FAILURE, |h| if h.validate(id) { SUCCESS } else { FAILURE })
+}
+
+/// After every request (post-RSHUTDOWN, so after the session module's own
+/// flush): release anything still held.
+pub fn finish_request() {
+    NATIVE.with(|cell| {
+        if let Ok(mut slot) = cell.try_borrow_mut()
+            && let Some(h) = slot.as_mut()
+        {
+            h.finish_request();
+        }
+    });
+}
+
+/// The native handler's configuration, for phpinfo().
+pub fn current_config() -> Option<Config> {
+    NATIVE.with(|cell| cell.try_borrow().ok()?.as_ref().map(|h| h.config().clone()))
+}
