@@ -236,6 +236,8 @@ impl Handler {
             }
             Active::New { id: held } if held == id => {
                 self.store.create(&id, data.to_vec(), ttl)?;
+                // Stored now: from here on it is an ordinary session.
+                self.created.retain(|c| *c != id);
                 Ok(())
             }
             other => {
