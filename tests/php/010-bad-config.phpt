@@ -4,7 +4,6 @@ A malformed save_path or option gives a warning that names the bad part
 error_reporting=-1
 --FILE--
 <?php
-ob_start(); // warnings are output: keep headers unsent so ini_set still works
 require __DIR__ . '/inc/setup.inc';
 use_stickless();
 foreach (['memcached://h', 'redis://127.0.0.1:6390/x', 'redis://127.0.0.1?lock_wait_ms=soon', 'redis://127.0.0.1?colour=blue'] as $path) {
