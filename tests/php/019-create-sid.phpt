@@ -1,0 +1,24 @@
+--TEST--
+New session IDs honour session.sid_length and session.sid_bits_per_character
+--INI--
+error_reporting=-1
+session.sid_length=48
+session.sid_bits_per_character=6
+--FILE--
+<?php
+require __DIR__ . '/inc/setup.inc';
+use_stickless();
+session_start();
+$id = session_id();
+var_dump(strlen($id), preg_match('/^[0-9a-zA-Z,-]+$/', $id));
+$_SESSION['x'] = 1;
+session_write_close();
+var_dump(redis('EXISTS', data_key($id)));
+$h = new Stickless\SessionHandler(test_url());
+var_dump(strlen($h->create_sid()));
+?>
+--EXPECT--
+int(48)
+int(1)
+int(1)
+int(48)
