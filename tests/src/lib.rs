@@ -62,3 +62,78 @@ pub fn run_tests_php() -> PathBuf {
     let api = String::from_utf8_lossy(&api.stdout).trim().to_owned();
     PathBuf::from(format!("/usr/lib/php/{api}/build/run-tests.php"))
 }
+
+/// The local stack of deploy/local/stack.sh (Redis, php-fpm pods, nginx),
+/// in a state directory of its own; stopped by its own PIDs when dropped.
+pub struct Stack {
+    dir: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT/`.
+    pub url: String,
+}
+
+impl Stack {
+    /// Starts `pods` pods; `env` adds stack.sh knobs.
+    pub fn up(pods: usize, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("stk")
+            .tempdir()
+            .expect("a temp dir");
+        let out = Command::new("bash")
+            .arg(workspace().join("deploy/local/stack.sh"))
+            .arg("up")
+            .env("STACK_DIR", dir.path())
+            .env("PODS", pods.to_string())
+            .env("PHP_EXTENSION", ext())
+            .envs(env.iter().copied())
+            .output()
+            .expect("stack.sh runs");
+        assert!(
+            out.status.success(),
+            "stack.sh up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Self { dir, url }
+    }
+
+    /// The loopback port nginx listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {}", self.url))
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(workspace().join("deploy/local/stack.sh"))
+            .arg("down")
+            .env("STACK_DIR", self.dir.path())
+            .status();
+    }
+}
+
+/// A minimal HTTP/1.0 GET on loopback: (status, headers, body).
+pub fn http_get(port: u16, path: &str, cookie: Option<&str>) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("nginx accepts connections");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout set");
+    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{cookie}\r\n").expect("request sent");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("response read");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}

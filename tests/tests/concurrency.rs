@@ -1,0 +1,69 @@
+//! Many PHP processes on one session at once: the lock serialises them and
+//! no update is lost.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use stickless_e2e::{RedisServer, php_session};
+
+const SID: &str = "concurrencysession0123456789abcdef";
+
+fn url(redis: &RedisServer, extra: &str) -> String {
+    format!("redis://127.0.0.1:{}/0?prefix=conc:{extra}", redis.port())
+}
+
+/// Increments `n` in the session, holding it `hold_ms` first.
+fn incrementer(url: &str, hold_ms: u64) -> Child {
+    let code = format!(
+        "session_id('{SID}'); if (!session_start()) exit(2); usleep({}); $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1; session_write_close();",
+        hold_ms * 1000
+    );
+    php_session(url, &code)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("php starts")
+}
+
+fn final_count(url: &str) -> i64 {
+    let out = php_session(
+        url,
+        &format!("session_id('{SID}'); session_start(['read_and_close' => true]); echo $_SESSION['n'] ?? 0;"),
+    )
+    .output()
+    .expect("php runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a number")
+}
+
+fn wait_all(children: Vec<Child>) {
+    for child in children {
+        let out = child.wait_with_output().expect("php exits");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && stderr.is_empty(), "exit {}: {stderr}", out.status);
+    }
+}
+
+#[test]
+fn twenty_processes_incrementing_one_session_lose_nothing() {
+    let redis = RedisServer::start();
+    let url = url(&redis, "&lock_wait_ms=20000");
+    let children = (0..20).map(|_| incrementer(&url, 0)).collect();
+    wait_all(children);
+    assert_eq!(final_count(&url), 20);
+}
+
+#[test]
+fn four_waiters_behind_50ms_holds_lose_nothing_and_wait_only_for_the_holds() {
+    let redis = RedisServer::start();
+    let url = url(&redis, "&lock_wait_ms=20000");
+    // Warm up: load the scripts so that timing covers hand-offs only.
+    wait_all(vec![incrementer(&url, 0)]);
+    let started = Instant::now();
+    let children = (0..5).map(|_| incrementer(&url, 50)).collect();
+    wait_all(children);
+    let elapsed = started.elapsed();
+    assert_eq!(final_count(&url), 6, "an update was lost");
+    // Five holds of 50 ms each are serialised by the lock.
+    assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}: holds overlapped");
+}
