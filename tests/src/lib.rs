@@ -48,7 +48,12 @@ pub fn php_session(url: &str, code: &str) -> Command {
     cmd.args(["-d", "session.save_handler=stickless"])
         .arg("-d")
         .arg(format!("session.save_path=\"{url}\""))
-        .args(["-d", "session.use_cookies=0", "-d", "session.cache_limiter="])
+        .args([
+            "-d",
+            "session.use_cookies=0",
+            "-d",
+            "session.cache_limiter=",
+        ])
         .args(["-r", code]);
     cmd
 }
@@ -125,8 +130,14 @@ pub fn http_get(port: u16, path: &str, cookie: Option<&str>) -> (u16, String, St
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .expect("timeout set");
-    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{cookie}\r\n").expect("request sent");
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{cookie}\r\n"
+    )
+    .expect("request sent");
     let mut raw = String::new();
     stream.read_to_string(&mut raw).expect("response read");
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));

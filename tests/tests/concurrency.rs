@@ -32,15 +32,26 @@ fn final_count(url: &str) -> i64 {
     )
     .output()
     .expect("php runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a number")
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a number")
 }
 
 fn wait_all(children: Vec<Child>) {
     for child in children {
         let out = child.wait_with_output().expect("php exits");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && stderr.is_empty(), "exit {}: {stderr}", out.status);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "exit {}: {stderr}",
+            out.status
+        );
     }
 }
 
@@ -65,5 +76,8 @@ fn four_waiters_behind_50ms_holds_lose_nothing_and_wait_only_for_the_holds() {
     let elapsed = started.elapsed();
     assert_eq!(final_count(&url), 6, "an update was lost");
     // Five holds of 50 ms each are serialised by the lock.
-    assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}: holds overlapped");
+    assert!(
+        elapsed >= Duration::from_millis(250),
+        "{elapsed:?}: holds overlapped"
+    );
 }

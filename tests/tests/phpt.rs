@@ -16,7 +16,10 @@ fn phpt_suite_passes_with_every_diagnostic_on() {
         .arg(format!("extension={}", ext().display()))
         .args(["-d", "error_reporting=-1"])
         .arg(&dir)
-        .env("STICKLESS_TEST_URL", format!("redis://127.0.0.1:{}/0", redis.port()))
+        .env(
+            "STICKLESS_TEST_URL",
+            format!("redis://127.0.0.1:{}/0", redis.port()),
+        )
         .env("STICKLESS_TEST_EXT", ext())
         .env("TEST_PHP_EXECUTABLE", "/usr/bin/php")
         .env("NO_INTERACTION", "1")
@@ -24,11 +27,23 @@ fn phpt_suite_passes_with_every_diagnostic_on() {
         .expect("run-tests.php runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("Tests passed"), "no summary from run-tests.php");
-    for bad in ["Tests failed    :", "Tests borked    :", "Tests skipped   :", "Tests warned    :"] {
+    assert!(
+        stdout.contains("Tests passed"),
+        "no summary from run-tests.php"
+    );
+    for bad in [
+        "Tests failed    :",
+        "Tests borked    :",
+        "Tests skipped   :",
+        "Tests warned    :",
+    ] {
         if let Some(line) = stdout.lines().find(|l| l.starts_with(bad)) {
             assert!(line.contains(":    0 "), "{line}");
         }
     }
-    assert!(out.status.success(), "run-tests.php exited with {}", out.status);
+    assert!(
+        out.status.success(),
+        "run-tests.php exited with {}",
+        out.status
+    );
 }

@@ -1,0 +1,160 @@
+//! Counts the commands each kind of request sends to Redis (MONITOR shows
+//! every command a client sends; commands run inside our scripts show as
+//! `lua` and are not round trips), and checks the session ID never shows.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use stickless_e2e::{RedisServer, php_session};
+
+const SID: &str = "roundtripsession0123456789abcdefXYZ";
+
+struct Monitor {
+    lines: mpsc::Receiver<String>,
+    marker: redis::Connection,
+    next: u32,
+}
+
+impl Monitor {
+    fn attach(redis: &RedisServer) -> Self {
+        let mut stream = TcpStream::connect(("127.0.0.1", redis.port())).expect("monitor connects");
+        stream.write_all(b"MONITOR\r\n").expect("MONITOR sent");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut monitor = Self {
+            lines,
+            marker: redis.client(),
+            next: 0,
+        };
+        monitor.mark(); // returns once MONITOR is live
+        monitor
+    }
+
+    /// Sends a marker and returns every line seen before it.
+    fn mark(&mut self) -> Vec<String> {
+        self.next += 1;
+        let marker = format!("stickless-marker-{}", self.next);
+        let _: String = redis::cmd("ECHO")
+            .arg(&marker)
+            .query(&mut self.marker)
+            .expect("ECHO");
+        let mut seen = Vec::new();
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(10))
+                .expect("MONITOR shows the marker");
+            if line.contains(&marker) {
+                return seen;
+            }
+            seen.push(line);
+        }
+    }
+
+    /// Runs one PHP request and returns the commands it sent (not lua's).
+    fn request(&mut self, url: &str, ini: &[&str], code: &str) -> Vec<String> {
+        let mut cmd = php_session(url, code);
+        for setting in ini {
+            cmd.args(["-d", setting]);
+        }
+        let out = cmd.output().expect("php runs");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = self.mark();
+        for line in &lines {
+            assert!(!line.contains(SID), "session ID reached Redis: {line}");
+        }
+        lines
+            .into_iter()
+            .filter(|l| !l.contains(" lua] ") && !l.contains("\"PING\""))
+            .map(|l| {
+                l.split_once("] ").map_or(l.clone(), |(_, cmd)| {
+                    cmd.split(' ').next().unwrap_or("").to_owned()
+                })
+            })
+            .collect()
+    }
+}
+
+const START: &str = "session_id('roundtripsession0123456789abcdefXYZ'); session_start();";
+
+#[test]
+fn each_request_kind_costs_its_documented_round_trips() {
+    let redis = RedisServer::start();
+    let url = format!("redis://127.0.0.1:{}/0?prefix=rt:", redis.port());
+    let mut mon = Monitor::attach(&redis);
+
+    // Warm-up: every script loaded once (EVALSHA, NOSCRIPT, SCRIPT LOAD).
+    for code in [
+        "$_SESSION['n'] = 1;",
+        "",
+        "session_destroy();",
+        "session_write_close(); session_id('roundtripsession0123456789abcdefXYZ'); session_start(['read_and_close' => true]);",
+    ] {
+        mon.request(&url, &[], &format!("{START} {code}"));
+    }
+    mon.request(&url, &[], &format!("{START} $_SESSION['n'] = 1;"));
+
+    let cases: &[(&str, &[&str], &str, &[&str])] = &[
+        (
+            "new session, no cookie: one SET NX",
+            &[],
+            "session_start(); $_SESSION['a'] = 1;",
+            &["\"SET\""],
+        ),
+        (
+            "locked request with changed data",
+            &[],
+            "$_SESSION['n']++;",
+            &["\"EVALSHA\"", "\"EVALSHA\""],
+        ),
+        (
+            "unchanged data (lazy_write): touch+release",
+            &[],
+            "",
+            &["\"EVALSHA\"", "\"EVALSHA\""],
+        ),
+        (
+            "strict mode adds no round trip",
+            &["session.use_strict_mode=1"],
+            "$_SESSION['n']++;",
+            &["\"EVALSHA\"", "\"EVALSHA\""],
+        ),
+        (
+            "read_and_close: acquire+read, release",
+            &[],
+            "session_id('roundtripsession0123456789abcdefXYZ'); session_start(['read_and_close' => true]);",
+            &["\"EVALSHA\"", "\"EVALSHA\""],
+        ),
+        (
+            "session_destroy costs one",
+            &[],
+            "session_destroy();",
+            &["\"EVALSHA\"", "\"EVALSHA\""],
+        ),
+    ];
+    let mut report = Vec::new();
+    for (what, ini, code, expected) in cases {
+        let code = if code.contains("session_start") {
+            code.to_string()
+        } else {
+            format!("{START} {code}")
+        };
+        let sent = mon.request(&url, ini, &code);
+        report.push(format!("{what}: {} ({})", sent.len(), sent.join(" ")));
+        assert_eq!(&sent, expected, "{what}");
+    }
+    println!("{}", report.join("\n"));
+}
