@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# session_start + write cycle, µs per cycle, stickless against phpredis 5.3.7
+# (Debian's php-redis, locking on), interleaved in one run on one Redis that
+# this script starts on a free loopback port and stops by PID.
+#
+#   benches/cli-cycle.sh [cycles per run] [rounds]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+CYCLES=${1:-2000}
+ROUNDS=${2:-7}
+EXT=${STICKLESS_EXT:-$PWD/target/release/libstickless_php.so}
+PHPREDIS=${PHPREDIS_EXT:-redis.so}
+[ -f "$EXT" ] || { echo "missing $EXT: run make build" >&2; exit 1; }
+
+dir=$(mktemp -d)
+port=$(php -n -r '$s = stream_socket_server("tcp://127.0.0.1:0"); echo parse_url("tcp://" . stream_socket_get_name($s, false), PHP_URL_PORT);')
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+  --daemonize no >"$dir/redis.log" 2>&1 &
+redis_pid=$!
+trap 'kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 1 200); do
+  redis-cli -p "$port" ping >/dev/null 2>&1 && break
+  sleep 0.05
+done
+
+run() {
+  case "$1" in
+    stickless)
+      php -n -d "extension=$EXT" -d session.save_handler=stickless \
+        -d "session.save_path=\"redis://127.0.0.1:$port/0?prefix=bench:\"" \
+        benches/cli_cycle.php "$CYCLES" ;;
+    phpredis-lock)
+      php -n -d extension=igbinary.so -d "extension=$PHPREDIS" -d session.save_handler=redis \
+        -d "session.save_path=\"tcp://127.0.0.1:$port?prefix=bench:\"" \
+        -d redis.session.locking_enabled=1 benches/cli_cycle.php "$CYCLES" ;;
+  esac
+}
+
+declare -A results
+for r in $(seq 1 "$ROUNDS"); do
+  for h in stickless phpredis-lock; do
+    results[$h]+="$(run "$h") "
+  done
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+s=$(echo "${results[stickless]}" | median)
+p=$(echo "${results[phpredis-lock]}" | median)
+echo "cycles/run=$CYCLES rounds=$ROUNDS (median µs per session_start+write cycle)"
+echo "stickless:      $s   (runs: ${results[stickless]})"
+echo "phpredis-lock:  $p   (runs: ${results[phpredis-lock]})"
+awk -v s="$s" -v p="$p" 'BEGIN { printf "stickless takes %.2fx the time of phpredis-lock (%.2fx faster)\n", s/p, p/s }'
