@@ -37,6 +37,11 @@ enum Active {
         id: SessionId,
         seen: Vec<u8>,
     },
+    /// Loaded without a lock for `read_and_close`: PHP closes it right away.
+    Snapshot {
+        id: SessionId,
+        seen: Vec<u8>,
+    },
     /// An ID this request created: nothing is stored and nobody else knows it.
     New {
         id: SessionId,
@@ -113,6 +118,15 @@ impl Handler {
             return true;
         }
         self.end_quietly();
+        if crate::read_and_close::requested() {
+            return match self.snapshot(&id) {
+                Ok(exists) => exists,
+                Err(Warning(why)) => {
+                    self.active = Active::Failed { id, why };
+                    true
+                }
+            };
+        }
         match self.open(&id, OpenMode::RequireExisting) {
             Ok(true) => true,
             Ok(false) => false,
@@ -125,7 +139,9 @@ impl Handler {
 
     fn holds(&self, id: &SessionId) -> bool {
         match &self.active {
-            Active::Locked { id: held, .. } | Active::ReadOnly { id: held, .. } => held == id,
+            Active::Locked { id: held, .. }
+            | Active::ReadOnly { id: held, .. }
+            | Active::Snapshot { id: held, .. } => held == id,
             _ => false,
         }
     }
@@ -177,11 +193,32 @@ impl Handler {
         Ok(true)
     }
 
+    /// Loads `id` without a lock (read_and_close); Ok(false) when nothing is stored.
+    fn snapshot(&mut self, id: &SessionId) -> Result<bool, Warning> {
+        stats::bump(&REQUESTS);
+        let loaded = self.store.load(id)?;
+        if let Loaded::Corrupt(kind) = &loaded {
+            stats::bump(&ERRORS);
+            crate::warn(&format!(
+                "session {} holds an unreadable value ({kind}); starting empty",
+                self.store.keys(id).tag()
+            ));
+        }
+        let exists = loaded != Loaded::Empty;
+        self.active = Active::Snapshot {
+            id: id.clone(),
+            seen: loaded.payload().to_vec(),
+        };
+        Ok(exists)
+    }
+
     /// read: the session payload, locking it first unless validate did.
     pub fn read(&mut self, raw: &[u8]) -> Result<Vec<u8>, Warning> {
         let id = parse_id(raw)?;
         match &self.active {
-            Active::Locked { id: held, seen, .. } | Active::ReadOnly { id: held, seen }
+            Active::Locked { id: held, seen, .. }
+            | Active::ReadOnly { id: held, seen }
+            | Active::Snapshot { id: held, seen }
                 if *held == id =>
             {
                 return Ok(seen.clone());
@@ -199,9 +236,15 @@ impl Handler {
             self.active = Active::New { id };
             return Ok(Vec::new());
         }
-        self.open(&id, OpenMode::CreateIfMissing)?;
+        if crate::read_and_close::requested() {
+            self.snapshot(&id)?;
+        } else {
+            self.open(&id, OpenMode::CreateIfMissing)?;
+        }
         match &self.active {
-            Active::Locked { seen, .. } | Active::ReadOnly { seen, .. } => Ok(seen.clone()),
+            Active::Locked { seen, .. }
+            | Active::ReadOnly { seen, .. }
+            | Active::Snapshot { seen, .. } => Ok(seen.clone()),
             _ => Ok(Vec::new()),
         }
     }

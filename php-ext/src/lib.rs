@@ -8,6 +8,7 @@ mod ffi;
 mod handler;
 mod hooks;
 mod ini;
+mod read_and_close;
 mod stats;
 
 use ext_php_rs::error::php_error;
@@ -33,6 +34,10 @@ fn startup(_ty: i32, module_number: i32) -> i32 {
     if unsafe { ffi::php_session_register_module(&raw const hooks::MODULE) } != ffi::SUCCESS {
         warn("could not register the save handler with the session extension");
         return ffi::FAILURE;
+    }
+    if let Err(e) = read_and_close::install() {
+        // Only an optimisation: read_and_close then locks like any start.
+        warn(&format!("read_and_close will take the lock: {e}"));
     }
     if let Err(e) = class::register() {
         warn(&format!(

@@ -133,10 +133,16 @@ fn each_request_kind_costs_its_documented_round_trips() {
             &["\"EVALSHA\"", "\"EVALSHA\""],
         ),
         (
-            "read_and_close: acquire+read, release",
+            "read_and_close: one GET, no lock",
             &[],
             "session_id('roundtripsession0123456789abcdefXYZ'); session_start(['read_and_close' => true]);",
-            &["\"EVALSHA\"", "\"EVALSHA\""],
+            &["\"GET\""],
+        ),
+        (
+            "read_and_close in strict mode: still one GET",
+            &["session.use_strict_mode=1"],
+            "session_id('roundtripsession0123456789abcdefXYZ'); session_start(['read_and_close' => true]);",
+            &["\"GET\""],
         ),
         (
             "session_destroy costs one",
