@@ -246,7 +246,7 @@ impl Store {
     fn fenced(
         &mut self,
         lease: &Lease,
-        step: impl FnOnce(&mut Connection) -> redis::RedisResult<Value>,
+        step: impl FnMut(&mut Connection) -> redis::RedisResult<Value>,
     ) -> Result<(), Error> {
         match FencedReply::parse(&self.run(step)?)? {
             FencedReply::Done => Ok(()),
@@ -273,10 +273,18 @@ impl Store {
     }
 
     /// Runs one step on the live connection, connecting first if needed. Any
-    /// I/O failure drops the connection so the next request starts clean.
+    /// I/O failure drops the connection so the next step starts clean.
+    ///
+    /// A connection kept from an earlier request may have died meanwhile
+    /// (Redis restarted, an idle timeout, a failover behind a stable
+    /// address); its first use then fails with a dropped connection, and the
+    /// step is sent once more on a new one. Every step is safe to repeat: the
+    /// scripts are fenced by the lock token, and a repeated ACQUIRE with the
+    /// same token finds the lock already ours. A timeout is never repeated:
+    /// a hung server must cost at most the configured budget.
     fn run<T>(
         &mut self,
-        step: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
+        mut step: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
     ) -> Result<T, Error> {
         let started = Instant::now();
         let pid = std::process::id();
@@ -287,20 +295,28 @@ impl Store {
                 std::mem::forget(live.con);
             }
         }
-        if self.conn.is_none() {
-            let con = self.connect().map_err(|e| self.unavailable(&e, started))?;
-            self.conn = Some(Live { pid, con });
-        }
-        let Some(live) = self.conn.as_mut() else {
-            unreachable!("connected just above");
-        };
-        match step(&mut live.con) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                if e.is_unrecoverable_error() || e.is_timeout() || e.is_io_error() {
-                    self.conn = None;
+        let mut reused = self.conn.is_some();
+        loop {
+            if self.conn.is_none() {
+                let con = self.connect().map_err(|e| self.unavailable(&e, started))?;
+                self.conn = Some(Live { pid, con });
+            }
+            let Some(live) = self.conn.as_mut() else {
+                unreachable!("connected just above");
+            };
+            match step(&mut live.con) {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let broken = e.is_unrecoverable_error() || e.is_timeout() || e.is_io_error();
+                    if broken {
+                        self.conn = None;
+                    }
+                    if reused && broken && !e.is_timeout() {
+                        reused = false;
+                        continue;
+                    }
+                    return Err(self.unavailable(&e, started));
                 }
-                Err(self.unavailable(&e, started))
             }
         }
     }
