@@ -364,6 +364,18 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    /// A forked child that never used its inherited connection must not
+    /// close it in a way that could reach the parent's session.
+    fn drop(&mut self) {
+        if let Some(live) = self.conn.take()
+            && live.pid != std::process::id()
+        {
+            std::mem::forget(live.con);
+        }
+    }
+}
+
 fn install_crypto_provider() {
     // Fails only when a provider is already installed, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
