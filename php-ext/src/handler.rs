@@ -85,11 +85,12 @@ impl Handler {
         self.store.config()
     }
 
-    /// Swaps in a new configuration, keeping the connection when it is the same.
+    /// Swaps in a new configuration (ini_set between session starts, another
+    /// pool's settings), keeping the connection when the server is the same.
     pub fn reconfigure(&mut self, config: Config) {
         if *self.store.config() != config {
-            self.finish_request();
-            self.store = Store::new(config);
+            self.end_quietly();
+            self.store.reconfigure(config);
         }
     }
 

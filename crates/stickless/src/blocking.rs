@@ -58,6 +58,15 @@ impl Store {
         &self.config
     }
 
+    /// Switches to `config`, keeping the connection when the server, the
+    /// credentials and the database are the same.
+    pub fn reconfigure(&mut self, config: Config) {
+        if config.server != self.config.server {
+            self.conn = None;
+        }
+        self.config = config;
+    }
+
     /// The keys of `id` under this store's prefix.
     pub fn keys(&self, id: &SessionId) -> SessionKeys {
         SessionKeys::derive(&self.config.settings.prefix, id)
