@@ -12,8 +12,8 @@ use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::keys::SessionKeys;
 use crate::scripts::{
-    ACQUIRE_SCRIPT, AcquireReply, COMMIT_SCRIPT, DESTROY_SCRIPT, DestroyReply, FencedReply,
-    RELEASE_SCRIPT, TOUCH_SCRIPT,
+    ABANDON_SCRIPT, ACQUIRE_SCRIPT, AcquireReply, COMMIT_SCRIPT, DESTROY_SCRIPT, DestroyReply,
+    FencedReply, RELEASE_SCRIPT, TOUCH_SCRIPT,
 };
 use crate::session::{Lease, Loaded, OpenMode, Opened, check_size, now_ms};
 use crate::token::LockToken;
@@ -40,7 +40,15 @@ const MIN_BLOCK: Duration = Duration::from_millis(1);
 pub struct Store {
     config: Config,
     conn: Option<Live>,
+    /// Tokens whose request gave up on an unreachable or hung server. The
+    /// server may still run their last script after the client stopped
+    /// waiting (it was in its receive buffer), leaving a lock or a queue
+    /// entry nobody owns; the next request clears them first.
+    orphans: Vec<(SessionKeys, LockToken)>,
 }
+
+/// More abandoned tokens than this are left to their leases.
+const MAX_ORPHANS: usize = 16;
 
 struct Live {
     pid: u32,
@@ -50,7 +58,11 @@ struct Live {
 impl Store {
     /// A store for `config`. Does no I/O: the connection opens on first use.
     pub fn new(config: Config) -> Self {
-        Self { config, conn: None }
+        Self {
+            config,
+            conn: None,
+            orphans: Vec::new(),
+        }
     }
 
     /// The configuration in force.
@@ -75,8 +87,24 @@ impl Store {
     /// Locks `id` and reads it in one round trip, waiting for other holders
     /// (woken in arrival order, no polling) for at most `lock_wait`.
     pub fn lock(&mut self, id: &SessionId, mode: OpenMode) -> Result<Opened, Error> {
+        self.settle_orphans()?;
         let keys = self.keys(id);
         let token = LockToken::random()?;
+        match self.acquire(keys.clone(), token.clone(), mode) {
+            Err(e @ Error::Unavailable { .. }) => {
+                self.remember(keys, token);
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    fn acquire(
+        &mut self,
+        keys: SessionKeys,
+        token: LockToken,
+        mode: OpenMode,
+    ) -> Result<Opened, Error> {
         let s = &self.config.settings;
         let (lock_wait, lock_ttl, on_timeout) = (s.lock_wait, s.lock_ttl, s.on_lock_timeout);
         let claim = self.claim_window();
@@ -131,10 +159,15 @@ impl Store {
                 }
                 AcquireReply::Busy { pttl_ms, .. } => {
                     queued = true;
-                    // Wake on hand-off, or when the holder's lease would lapse
-                    // (a crashed holder never hands off), whichever is first.
+                    // Wake on hand-off; or when the holder's lease would lapse
+                    // (a crashed holder never hands off); or after a claim
+                    // window, in case the lock went to a waiter that died
+                    // meanwhile and lapses unclaimed. Whichever is first.
                     let left = deadline.saturating_duration_since(Instant::now());
-                    let nap = left.min(Duration::from_millis(pttl_ms)).max(MIN_BLOCK);
+                    let nap = left
+                        .min(Duration::from_millis(pttl_ms))
+                        .min(claim)
+                        .max(MIN_BLOCK);
                     self.wait_for_wake(&wake, nap)?;
                 }
             }
@@ -143,6 +176,7 @@ impl Store {
 
     /// Reads `id` without locking: one round trip.
     pub fn load(&mut self, id: &SessionId) -> Result<Loaded, Error> {
+        self.settle_orphans()?;
         let key = self.keys(id).data();
         let stored: Option<Vec<u8>> = self.run(|con| redis::cmd("GET").arg(&key).query(con))?;
         Ok(Loaded::from_stored(stored))
@@ -155,7 +189,9 @@ impl Store {
     /// value; the lock is released all the same.
     pub fn commit(&mut self, lease: Lease, payload: Vec<u8>, ttl: Duration) -> Result<(), Error> {
         if let Err(too_large) = check_size(&lease.keys, &payload, self.config.settings.max_size) {
-            self.release(lease)?;
+            // The refusal is what the caller must hear about; a failed
+            // release is remembered and retried by the next request.
+            let _ = self.release(lease);
             return Err(too_large);
         }
         let envelope = lease.next_envelope(payload).encode();
@@ -202,6 +238,9 @@ impl Store {
     /// Deletes a session in one round trip, releasing `lease` if given.
     /// Refused while another request holds the lock.
     pub fn destroy(&mut self, id: &SessionId, lease: Option<Lease>) -> Result<(), Error> {
+        if lease.is_none() {
+            self.settle_orphans()?;
+        }
         let keys = lease
             .as_ref()
             .map_or_else(|| self.keys(id), |l| l.keys.clone());
@@ -226,6 +265,7 @@ impl Store {
     /// Stores a brand-new session in one round trip, refusing to overwrite an
     /// existing one. Needs no lock: nobody else knows the new ID yet.
     pub fn create(&mut self, id: &SessionId, payload: Vec<u8>, ttl: Duration) -> Result<(), Error> {
+        self.settle_orphans()?;
         let keys = self.keys(id);
         check_size(&keys, &payload, self.config.settings.max_size)?;
         let envelope = Envelope::new(payload, now_ms()).encode();
@@ -246,6 +286,32 @@ impl Store {
         }
     }
 
+    fn remember(&mut self, keys: SessionKeys, token: LockToken) {
+        if self.orphans.len() >= MAX_ORPHANS {
+            self.orphans.remove(0);
+        }
+        self.orphans.push((keys, token));
+    }
+
+    /// Clears what earlier failed requests may have left (see `orphans`).
+    /// A failure here is the caller's failure too: the server is still not
+    /// answering, and trying the caller's step as well would double the
+    /// time budget.
+    fn settle_orphans(&mut self) -> Result<(), Error> {
+        let claim = self.claim_window();
+        while let Some((keys, token)) = self.orphans.last().cloned() {
+            let mut inv = ABANDON_SCRIPT.prepare_invoke();
+            inv.key(keys.lock())
+                .key(keys.queue())
+                .arg(token.as_str())
+                .arg(keys.wake_prefix())
+                .arg(ms(claim));
+            self.run(|con| inv.invoke::<Value>(con))?;
+            self.orphans.pop();
+        }
+        Ok(())
+    }
+
     /// How long a handed-over lock waits for its new owner to claim it.
     fn claim_window(&self) -> Duration {
         let s = &self.config.settings;
@@ -257,7 +323,16 @@ impl Store {
         lease: &Lease,
         step: impl FnMut(&mut Connection) -> redis::RedisResult<Value>,
     ) -> Result<(), Error> {
-        match FencedReply::parse(&self.run(step)?)? {
+        let reply = match self.run(step) {
+            Ok(reply) => reply,
+            Err(e) => {
+                if matches!(e, Error::Unavailable { .. }) {
+                    self.remember(lease.keys.clone(), lease.token.clone());
+                }
+                return Err(e);
+            }
+        };
+        match FencedReply::parse(&reply)? {
             FencedReply::Done => Ok(()),
             FencedReply::Lost(reason) => Err(Error::LockLost {
                 session: lease.session().to_owned(),
@@ -287,10 +362,13 @@ impl Store {
     /// A connection kept from an earlier request may have died meanwhile
     /// (Redis restarted, an idle timeout, a failover behind a stable
     /// address); its first use then fails with a dropped connection, and the
-    /// step is sent once more on a new one. Every step is safe to repeat: the
-    /// scripts are fenced by the lock token, and a repeated ACQUIRE with the
-    /// same token finds the lock already ours. A timeout is never repeated:
-    /// a hung server must cost at most the configured budget.
+    /// step is sent once more on a new one. Repeating a step never does
+    /// harm: the scripts are fenced by the lock token, and a repeated ACQUIRE
+    /// with the same token finds the lock already ours. (In the rare case
+    /// that the first send was applied before the connection died, a
+    /// repeated COMMIT reports the lock lost although the write landed.) A
+    /// timeout is never repeated: a hung server must cost at most the
+    /// configured budget.
     fn run<T>(
         &mut self,
         mut step: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
@@ -307,7 +385,9 @@ impl Store {
         let mut reused = self.conn.is_some();
         loop {
             if self.conn.is_none() {
-                let con = self.connect().map_err(|e| self.unavailable(&e, started))?;
+                let con = self
+                    .connect()
+                    .map_err(|e| self.unavailable(&e, started, Phase::Connect))?;
                 self.conn = Some(Live { pid, con });
             }
             let Some(live) = self.conn.as_mut() else {
@@ -324,16 +404,30 @@ impl Store {
                         reused = false;
                         continue;
                     }
-                    return Err(self.unavailable(&e, started));
+                    return Err(self.unavailable(&e, started, Phase::Reply));
                 }
             }
         }
     }
 
-    fn unavailable(&self, e: &redis::RedisError, started: Instant) -> Error {
+    fn unavailable(&self, e: &redis::RedisError, started: Instant, phase: Phase) -> Error {
+        let s = &self.config.settings;
+        // The OS reports a socket timeout as EAGAIN ("Resource temporarily
+        // unavailable"); say what it means.
+        let cause = match phase {
+            _ if !e.is_timeout() => e.to_string(),
+            Phase::Connect => format!(
+                "could not connect within connect_timeout_ms ({} ms)",
+                s.connect_timeout.as_millis()
+            ),
+            Phase::Reply => format!(
+                "no reply within timeout_ms ({} ms); is the server hung or overloaded?",
+                s.timeout.as_millis()
+            ),
+        };
         Error::Unavailable {
             server: self.config.server.to_string(),
-            cause: e.to_string(),
+            cause,
             elapsed: started.elapsed(),
         }
     }
@@ -383,6 +477,13 @@ impl Drop for Store {
             std::mem::forget(live.con);
         }
     }
+}
+
+/// Which part of a step failed, for the message.
+#[derive(Clone, Copy)]
+enum Phase {
+    Connect,
+    Reply,
 }
 
 fn install_crypto_provider() {

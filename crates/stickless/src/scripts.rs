@@ -13,6 +13,7 @@
 //! | unchanged   | `TOUCH`       | 1 |
 //! | close/abort | `RELEASE`     | 1 (0 when the write already released) |
 //! | destroy     | `DESTROY`     | 1 |
+//! | after a failure | `ABANDON` | 1, once, on the next request |
 
 use std::sync::LazyLock;
 
@@ -67,7 +68,9 @@ if ARGV[4] == '1' then
   end
   return {2, redis.call('PTTL', KEYS[2]), redis.call('GET', KEYS[1])}
 end
-if not queued then
+-- Not `if not queued`: a waiter that was handed the lock but too late to
+-- claim it was popped from the queue, and must queue again.
+if not redis.call('LPOS', KEYS[3], token) then
   redis.call('RPUSH', KEYS[3], token)
 end
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
@@ -122,6 +125,19 @@ if owner then handoff(KEYS[2], KEYS[3], ARGV[2], ARGV[3]) end
 return {1}
 ";
 
+/// KEYS: lock, queue. ARGV: token, wake_prefix, claim_ms.
+/// Clears what a token may have left behind when its request gave up on a
+/// hung or unreachable server: the server may run the request's last script
+/// after the client stopped waiting. Reply: `{1}`.
+const ABANDON: &str = r"
+redis.call('LREM', KEYS[2], 0, ARGV[1])
+redis.call('DEL', ARGV[2] .. ARGV[1])
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  handoff(KEYS[1], KEYS[2], ARGV[2], ARGV[3])
+end
+return {1}
+";
+
 fn with_handoff(body: &str) -> Script {
     Script::new(&format!("{HANDOFF}{body}"))
 }
@@ -131,6 +147,7 @@ pub(crate) static COMMIT_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_handof
 pub(crate) static TOUCH_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_handoff(TOUCH));
 pub(crate) static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_handoff(RELEASE));
 pub(crate) static DESTROY_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_handoff(DESTROY));
+pub(crate) static ABANDON_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_handoff(ABANDON));
 
 /// Reply of `ACQUIRE`.
 #[derive(Debug, Clone, PartialEq, Eq)]

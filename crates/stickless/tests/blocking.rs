@@ -1000,7 +1000,6 @@ fn password_authenticates_and_never_shows() {
 // `cargo test -p stickless --test blocking -- --ignored`.
 
 #[test]
-#[ignore = "driver bug: waiters behind a dead waiter sleep until their lock_wait deadline"]
 fn dead_waiter_delays_the_queue_only_for_the_claim_window() {
     let server = RedisServer::start();
     // claim window = min(2 * timeout_ms, lock_ttl_ms) = 200 ms.
@@ -1034,7 +1033,6 @@ fn dead_waiter_delays_the_queue_only_for_the_claim_window() {
 }
 
 #[test]
-#[ignore = "driver bug: an acquire that timed out still runs when the server resumes"]
 fn request_that_timed_out_on_a_hung_server_leaves_no_lock_behind() {
     let server = RedisServer::start();
     let query = "connect_timeout_ms=200&timeout_ms=300&lock_wait_ms=1000";

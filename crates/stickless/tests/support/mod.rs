@@ -58,6 +58,26 @@ impl RedisServer {
         );
     }
 
+    /// Kills this server and starts a fresh, empty one on the same port (as
+    /// a restarted or failed-over Redis behind a stable address looks).
+    pub fn restart(self) -> Self {
+        let (port, password) = (self.port, self.password.clone());
+        drop(self);
+        // The port was ours a moment ago; retry briefly while the kernel
+        // releases it.
+        let mut failures = Vec::new();
+        for _ in 0..PORT_ATTEMPTS {
+            match Self::try_start(port, password.as_deref()) {
+                Ok(server) => return server,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!(
+            "redis-server did not restart on port {port}:\n{}",
+            failures.join("\n")
+        );
+    }
+
     fn try_start(port: u16, password: Option<&str>) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("stickless-redis-")
