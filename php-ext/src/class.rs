@@ -18,7 +18,7 @@ use ext_php_rs::types::{ZendHashTable, Zval};
 use stickless::Config;
 
 use crate::handler::{Handler, Warning};
-use crate::{ffi, ini, warn};
+use crate::{ffi, guard, ini, warn};
 
 /// A PHP `string|false`: session data (bytes, not necessarily UTF-8) or a
 /// failure PHP turns into "Failed to read session data".
@@ -116,18 +116,13 @@ impl SessionHandler {
 
     pub fn read(&mut self, id: &Zval) -> DataOrFalse {
         let id = bytes(id);
-        let r = catch_unwind(AssertUnwindSafe(|| self.inner.read(&id)));
-        DataOrFalse(match r {
-            Ok(Ok(data)) => Some(data),
-            Ok(Err(Warning(w))) => {
+        DataOrFalse(guard(None, || match self.inner.read(&id) {
+            Ok(data) => Some(data),
+            Err(Warning(w)) => {
                 warn(&w);
                 None
             }
-            Err(_) => {
-                warn("internal error in the session handler; the session was not changed");
-                None
-            }
-        })
+        }))
     }
 
     pub fn write(&mut self, id: &Zval, data: &Zval) -> bool {
@@ -180,13 +175,6 @@ impl Drop for SessionHandler {
     fn drop(&mut self) {
         let _ = catch_unwind(AssertUnwindSafe(|| self.inner.finish_request()));
     }
-}
-
-fn guard<T: Copy>(fallback: T, f: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
-        warn("internal error in the session handler; the session was not changed");
-        fallback
-    })
 }
 
 /// `MAY_BE_FALSE` from zend_type_info.h.

@@ -12,7 +12,7 @@ use stickless::Config;
 
 use crate::ffi::{self, FAILURE, ModData, PsModule, SUCCESS, ZendResult};
 use crate::handler::{Handler, Warning};
-use crate::{ini, warn};
+use crate::{guard, ini, warn};
 
 thread_local! {
     /// The native handler's state for this process (php-fpm workers are
@@ -52,13 +52,7 @@ fn with_handler<T: Copy>(fallback: T, f: impl FnOnce(&mut Handler) -> T) -> T {
             Err(_) => fallback,
         })
     };
-    match catch_unwind(AssertUnwindSafe(run)) {
-        Ok(v) => v,
-        Err(_) => {
-            warn("internal error in the session handler; the session was not changed");
-            fallback
-        }
-    }
+    guard(fallback, run)
 }
 
 fn result(r: Result<(), Warning>) -> ZendResult {

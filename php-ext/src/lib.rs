@@ -23,6 +23,15 @@ pub(crate) fn warn(message: &str) {
     php_error(&ErrorType::Warning, &format!("stickless: {message}"));
 }
 
+/// Runs `f`, turning a panic into a warning and `fallback`: a panic must
+/// never unwind into PHP's C frames.
+pub(crate) fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        warn("internal error in the session handler; the session was not changed");
+        fallback
+    })
+}
+
 /// MINIT: ini entries, the save handler and the class. Nothing here opens a
 /// socket or starts a thread: php-fpm forks after MINIT.
 fn startup(_ty: i32, module_number: i32) -> i32 {
