@@ -101,6 +101,7 @@ impl SessionHandler {
             }
             config.settings = settings;
         }
+        crate::strict::enforce(config.settings.strict_mode);
         Ok(Self {
             inner: Handler::new(config),
         })
@@ -142,21 +143,11 @@ impl SessionHandler {
 
     #[php(name = "create_sid")]
     pub fn create_sid(&mut self) -> PhpResult<String> {
-        // SAFETY: PHP's generator ignores its argument.
-        let sid = unsafe { ffi::php_session_create_id(std::ptr::null_mut()) };
-        // SAFETY: a fresh zend_string or null.
-        let Some(s) = (unsafe { sid.cast::<ext_php_rs::types::ZendStr>().as_ref() }) else {
-            return Err(PhpException::from_message(
-                "stickless: could not create a session ID".into(),
-            ));
-        };
-        let out = String::from_utf8_lossy(s.as_bytes()).into_owned();
-        // SAFETY: we own the string PHP returned; the box releases it.
-        drop(unsafe {
-            ext_php_rs::boxed::ZBox::from_raw(sid.cast::<ext_php_rs::types::ZendStr>())
-        });
-        self.inner.created(out.as_bytes());
-        Ok(out)
+        let id = guard(None, crate::new_session_id).ok_or_else(|| {
+            PhpException::from_message("stickless: could not create a session ID".into())
+        })?;
+        self.inner.created(id.expose().as_bytes());
+        Ok(id.expose().to_owned())
     }
 
     pub fn validate_id(&mut self, id: &Zval) -> bool {

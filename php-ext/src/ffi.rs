@@ -40,7 +40,6 @@ unsafe impl Sync for PsModule {}
 
 unsafe extern "C" {
     pub fn php_session_register_module(module: *const PsModule) -> ZendResult;
-    pub fn php_session_create_id(mod_data: ModData) -> *mut zend_string;
 
     pub static mut php_session_iface_entry: *mut zend_class_entry;
     pub static mut php_session_id_iface_entry: *mut zend_class_entry;
@@ -55,4 +54,12 @@ unsafe extern "C" {
     ) -> *mut c_char;
 
     pub fn display_ini_entries(module: *mut zend_module_entry);
+
+    pub fn zend_alter_ini_entry_chars(
+        name: *mut zend_string,
+        value: *const c_char,
+        value_length: usize,
+        modify_type: c_int,
+        stage: c_int,
+    ) -> ZendResult;
 }

@@ -10,7 +10,7 @@ use ext_php_rs::ffi::{zend_long, zend_string};
 use ext_php_rs::types::ZendStr;
 use stickless::Config;
 
-use crate::ffi::{self, FAILURE, ModData, PsModule, SUCCESS, ZendResult};
+use crate::ffi::{FAILURE, ModData, PsModule, SUCCESS, ZendResult};
 use crate::handler::{Handler, Warning};
 use crate::{guard, ini, warn};
 
@@ -186,23 +186,19 @@ unsafe extern "C" fn gc(
     0
 }
 
-unsafe extern "C" fn create_sid(mod_data: ModData) -> *mut zend_string {
-    // PHP's own generator honours session.sid_length and
-    // session.sid_bits_per_character and draws from the OS CSPRNG.
-    // SAFETY: forwarding PHP's own argument.
-    let sid = unsafe { ffi::php_session_create_id(mod_data) };
-    if !sid.is_null() {
-        // SAFETY: just created by PHP.
-        let raw = unsafe { bytes(sid) };
-        NATIVE.with(|cell| {
-            if let Ok(mut slot) = cell.try_borrow_mut()
-                && let Some(h) = slot.as_mut()
-            {
-                h.created(raw);
-            }
-        });
-    }
-    sid
+unsafe extern "C" fn create_sid(_mod_data: ModData) -> *mut zend_string {
+    let id = guard(None, crate::new_session_id);
+    let Some(id) = id else {
+        return std::ptr::null_mut();
+    };
+    NATIVE.with(|cell| {
+        if let Ok(mut slot) = cell.try_borrow_mut()
+            && let Some(h) = slot.as_mut()
+        {
+            h.created(id.expose().as_bytes());
+        }
+    });
+    ZendStr::new(id.expose(), false).into_raw().cast()
 }
 
 unsafe extern "C" fn validate_sid(_mod_data: ModData, key: *mut zend_string) -> ZendResult {

@@ -1,12 +1,16 @@
 //! `stickless.*` ini entries: registered from the core crate's defaults
 //! table, read back by name when a session opens.
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, c_int};
 
+use ext_php_rs::ffi::{
+    executor_globals, php_output_write, sapi_module, zend_hash_str_find, zend_ini_entry,
+};
 use ext_php_rs::flags::IniEntryPermission;
+use ext_php_rs::types::ZendStr;
 use ext_php_rs::zend::IniEntryDef;
 use stickless::Settings;
-use stickless::config::{ConfigError, DEFAULTS};
+use stickless::config::{ConfigError, DEFAULTS, SECRET_OPTIONS, redact, redact_option};
 
 use crate::ffi;
 
@@ -14,20 +18,107 @@ use crate::ffi;
 pub fn register(module_number: i32) {
     let mut defs: Vec<IniEntryDef> = DEFAULTS
         .iter()
-        .filter_map(|(name, default)| {
+        .filter_map(|(option, default)| {
             // Names and defaults are compile-time ASCII without NUL; the
             // entries must outlive the process, hence the leak.
-            let name = CString::new(format!("stickless.{name}")).ok()?;
+            let name = CString::new(format!("stickless.{option}")).ok()?;
             let value = CString::new(*default).ok()?;
-            Some(IniEntryDef::new(
+            let mut def = IniEntryDef::new(
                 Box::leak(name.into_boxed_c_str()),
                 Box::leak(value.into_boxed_c_str()),
                 IniEntryPermission::All,
-            ))
+            );
+            if SECRET_OPTIONS.contains(option) {
+                def.displayer = Some(show_secret_option);
+            }
+            Some(def)
         })
         .collect();
     defs.push(IniEntryDef::end());
     IniEntryDef::register(Box::leak(defs.into_boxed_slice()), module_number);
+}
+
+/// Makes phpinfo() show `session.save_path` without its password. MINIT
+/// only, after the session extension registered its settings.
+pub fn redact_save_path_display() {
+    const NAME: &str = "session.save_path";
+    // SAFETY: MINIT is single-threaded; EG(ini_directives) maps names to
+    // zend_ini_entry pointers for the life of the process.
+    unsafe {
+        let table = executor_globals.ini_directives;
+        if table.is_null() {
+            return;
+        }
+        let zv = zend_hash_str_find(table, NAME.as_ptr().cast(), NAME.len());
+        if let Some(entry) = zv
+            .as_ref()
+            .map(|zv| zv.value.ptr.cast::<zend_ini_entry>())
+            .and_then(|e| e.as_mut())
+        {
+            entry.displayer = Some(show_save_path);
+        }
+    }
+}
+
+/// `ZEND_INI_DISPLAY_ORIG`: phpinfo()'s "Master Value" column.
+const DISPLAY_ORIG: c_int = 1;
+
+/// The value phpinfo() asks for, as PHP's own displayer picks it.
+///
+/// # Safety
+/// `entry` must be a live ini entry.
+unsafe fn shown_value(entry: *mut zend_ini_entry, kind: c_int) -> Option<String> {
+    // SAFETY: see the function contract.
+    let entry = unsafe { entry.as_ref()? };
+    let value = if kind == DISPLAY_ORIG && entry.modified != 0 && !entry.orig_value.is_null() {
+        entry.orig_value
+    } else {
+        entry.value
+    };
+    // SAFETY: ini values are live zend_strings (or null).
+    let value = unsafe { value.cast::<ZendStr>().as_ref()? };
+    Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
+}
+
+fn phpinfo_is_html() -> bool {
+    // SAFETY: reading a plain int of the SAPI's static descriptor.
+    unsafe { sapi_module.phpinfo_as_text == 0 }
+}
+
+fn write_raw(out: &str) {
+    // SAFETY: a valid buffer and its length.
+    unsafe { php_output_write(out.as_ptr().cast(), out.len()) };
+}
+
+/// Prints a value as PHP's own displayer does: "no value" when empty,
+/// HTML-escaped in an HTML phpinfo().
+fn print_value(value: Option<String>) {
+    let html = phpinfo_is_html();
+    match value.filter(|v| !v.is_empty()) {
+        Some(v) if html => write_raw(
+            &v.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;"),
+        ),
+        Some(v) => write_raw(&v),
+        None if html => write_raw("<i>no value</i>"),
+        None => write_raw("no value"),
+    }
+}
+
+unsafe extern "C" fn show_secret_option(entry: *mut zend_ini_entry, kind: c_int) {
+    crate::guard((), || {
+        // SAFETY: the engine passes a live entry.
+        print_value(unsafe { shown_value(entry, kind) }.map(|v| redact_option(&v)));
+    });
+}
+
+unsafe extern "C" fn show_save_path(entry: *mut zend_ini_entry, kind: c_int) {
+    crate::guard((), || {
+        // SAFETY: the engine passes a live entry.
+        print_value(unsafe { shown_value(entry, kind) }.map(|v| redact(&v)));
+    });
 }
 
 /// Reads a string ini value (ours or PHP's) as bytes.

@@ -10,6 +10,7 @@ mod hooks;
 mod ini;
 mod read_and_close;
 mod stats;
+mod strict;
 
 use ext_php_rs::error::php_error;
 use ext_php_rs::flags::ErrorType;
@@ -21,6 +22,21 @@ use ext_php_rs::{info_table_end, info_table_row, info_table_start};
 /// session IDs or secrets (they name sessions by hashed key).
 pub(crate) fn warn(message: &str) {
     php_error(&ErrorType::Warning, &format!("stickless: {message}"));
+}
+
+/// A new session ID with PHP's `session.sid_length` and
+/// `session.sid_bits_per_character`, lengthened to carry at least 128 bits;
+/// None (after a warning) if the OS random source fails.
+pub(crate) fn new_session_id() -> Option<stickless::SessionId> {
+    let length = usize::try_from(ini::long("session.sid_length")).unwrap_or(0);
+    let bits = u8::try_from(ini::long("session.sid_bits_per_character")).unwrap_or(4);
+    match stickless::SessionId::generate(length, bits) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            warn(&e.to_string());
+            None
+        }
+    }
 }
 
 /// Runs `f`, turning a panic into a warning and `fallback`: a panic must
@@ -36,6 +52,7 @@ pub(crate) fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
 /// socket or starts a thread: php-fpm forks after MINIT.
 fn startup(_ty: i32, module_number: i32) -> i32 {
     ini::register(module_number);
+    ini::redact_save_path_display();
     if let Err(e) = ini::settings() {
         warn(&format!("ini: {e}"));
     }
@@ -54,6 +71,16 @@ fn startup(_ty: i32, module_number: i32) -> i32 {
         ));
         return ffi::FAILURE;
     }
+    ffi::SUCCESS
+}
+
+/// RINIT: with `stickless.strict_mode` on (the default) and the native
+/// handler configured, PHP's `session.use_strict_mode` is turned on for the
+/// request, so an unknown session ID is never adopted (session fixation).
+/// It must happen here: once `session_start()` runs, session settings can no
+/// longer change.
+extern "C" fn request_startup(_ty: i32, _module_number: i32) -> i32 {
+    guard((), strict::enforce_for_native_handler);
     ffi::SUCCESS
 }
 
@@ -87,6 +114,7 @@ unsafe extern "C" fn info(module: *mut ModuleEntry) {
 pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
     module
         .name("stickless")
+        .request_startup_function(request_startup)
         .post_deactivate_function(post_deactivate)
         .info_function(info)
 }

@@ -58,6 +58,23 @@ pub fn php_session(url: &str, code: &str) -> Command {
     cmd
 }
 
+/// Creates a session the way a first request does (strict mode adopts no
+/// ID a client makes up) and returns its ID.
+pub fn new_session(url: &str) -> String {
+    let out = php_session(
+        url,
+        "session_start(); $_SESSION['n'] = 0; echo session_id();",
+    )
+    .output()
+    .expect("php runs");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// PHP's own test runner, from php8.2-dev.
 pub fn run_tests_php() -> PathBuf {
     let api = Command::new("php-config")

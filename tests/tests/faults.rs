@@ -17,11 +17,12 @@ struct Worker {
 }
 
 const LOOP: &str = r#"
+$sid = null;
 while (($line = fgets(STDIN)) !== false) {
-    session_id('faultsession0123456789abcdef');
+    if ($sid !== null) session_id($sid);
     $t = microtime(true);
     $ok = @session_start();
-    if ($ok) { $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1; $ok = session_write_close(); }
+    if ($ok) { $sid = session_id(); $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1; $ok = session_write_close(); }
     $ms = (int)((microtime(true) - $t) * 1000);
     echo $ok ? "ok {$_SESSION['n']} $ms" : "fail $ms", "\n";
     if (!$ok) fwrite(STDERR, (error_get_last()['message'] ?? '') . "\n");

@@ -7,14 +7,14 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use stickless_e2e::{RedisServer, php_session};
-
-const SID: &str = "roundtripsession0123456789abcdefXYZ";
+use stickless_e2e::{RedisServer, new_session, php_session};
 
 struct Monitor {
     lines: mpsc::Receiver<String>,
     marker: redis::Connection,
     next: u32,
+    /// Session IDs in play: none may ever show in Redis.
+    ids: Vec<String>,
 }
 
 impl Monitor {
@@ -34,6 +34,7 @@ impl Monitor {
             lines,
             marker: redis.client(),
             next: 0,
+            ids: Vec::new(),
         };
         monitor.mark(); // returns once MONITOR is live
         monitor
@@ -74,7 +75,12 @@ impl Monitor {
         );
         let lines = self.mark();
         for line in &lines {
-            assert!(!line.contains(SID), "session ID reached Redis: {line}");
+            for id in &self.ids {
+                assert!(
+                    !line.contains(id.as_str()),
+                    "session ID reached Redis: {line}"
+                );
+            }
         }
         lines
             .into_iter()
@@ -88,79 +94,84 @@ impl Monitor {
     }
 }
 
-const START: &str = "session_id('roundtripsession0123456789abcdefXYZ'); session_start();";
+/// A session as a first request creates it (strict mode is on by default).
+fn session(mon: &mut Monitor, url: &str) -> String {
+    let sid = new_session(url);
+    mon.mark();
+    mon.ids.push(sid.clone());
+    sid
+}
 
 #[test]
 fn each_request_kind_costs_its_documented_round_trips() {
     let redis = RedisServer::start();
     let url = format!("redis://127.0.0.1:{}/0?prefix=rt:", redis.port());
     let mut mon = Monitor::attach(&redis);
+    let start = |sid: &str| format!("session_id('{sid}'); session_start();");
+    let read_and_close =
+        |sid: &str| format!("session_id('{sid}'); session_start(['read_and_close' => true]);");
 
     // Warm-up: every script loaded once (EVALSHA, NOSCRIPT, SCRIPT LOAD).
+    let sid = session(&mut mon, &url);
     for code in [
-        "$_SESSION['n'] = 1;",
-        "",
-        "session_destroy();",
-        "session_write_close(); session_id('roundtripsession0123456789abcdefXYZ'); session_start(['read_and_close' => true]);",
+        format!("{} $_SESSION['n'] = 1;", start(&sid)),
+        start(&sid),
+        read_and_close(&sid),
+        format!("{} session_destroy();", start(&sid)),
     ] {
-        mon.request(&url, &[], &format!("{START} {code}"));
+        mon.request(&url, &[], &code);
     }
-    mon.request(&url, &[], &format!("{START} $_SESSION['n'] = 1;"));
 
-    let cases: &[(&str, &[&str], &str, &[&str])] = &[
+    let sid = session(&mut mon, &url);
+    let cases: Vec<(&str, &[&str], String, &[&str])> = vec![
         (
             "new session, no cookie: one SET NX",
             &[],
-            "session_start(); $_SESSION['a'] = 1;",
+            "session_start(); $_SESSION['a'] = 1;".to_owned(),
             &["\"SET\""],
         ),
         (
-            "locked request with changed data",
+            "locked request with changed data (strict mode, the default, adds nothing)",
             &[],
-            "$_SESSION['n']++;",
+            format!("{} $_SESSION['n']++;", start(&sid)),
             &["\"EVALSHA\"", "\"EVALSHA\""],
         ),
         (
             "unchanged data (lazy_write): touch+release",
             &[],
-            "",
+            start(&sid),
             &["\"EVALSHA\"", "\"EVALSHA\""],
         ),
         (
-            "strict mode adds no round trip",
-            &["session.use_strict_mode=1"],
-            "$_SESSION['n']++;",
+            "strict mode off: the same two",
+            &["stickless.strict_mode=0"],
+            format!("{} $_SESSION['n']++;", start(&sid)),
             &["\"EVALSHA\"", "\"EVALSHA\""],
         ),
         (
             "read_and_close: one GET, no lock",
             &[],
-            "session_id('roundtripsession0123456789abcdefXYZ'); session_start(['read_and_close' => true]);",
+            read_and_close(&sid),
             &["\"GET\""],
         ),
         (
-            "read_and_close in strict mode: still one GET",
-            &["session.use_strict_mode=1"],
-            "session_id('roundtripsession0123456789abcdefXYZ'); session_start(['read_and_close' => true]);",
+            "read_and_close with strict mode off: one GET",
+            &["stickless.strict_mode=0"],
+            read_and_close(&sid),
             &["\"GET\""],
         ),
         (
             "session_destroy costs one",
             &[],
-            "session_destroy();",
+            format!("{} session_destroy();", start(&sid)),
             &["\"EVALSHA\"", "\"EVALSHA\""],
         ),
     ];
     let mut report = Vec::new();
     for (what, ini, code, expected) in cases {
-        let code = if code.contains("session_start") {
-            code.to_string()
-        } else {
-            format!("{START} {code}")
-        };
         let sent = mon.request(&url, ini, &code);
         report.push(format!("{what}: {} ({})", sent.len(), sent.join(" ")));
-        assert_eq!(&sent, expected, "{what}");
+        assert_eq!(sent, expected, "{what}");
     }
     println!("{}", report.join("\n"));
 }

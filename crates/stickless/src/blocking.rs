@@ -107,6 +107,7 @@ impl Store {
     ) -> Result<Opened, Error> {
         let s = &self.config.settings;
         let (lock_wait, lock_ttl, on_timeout) = (s.lock_wait, s.lock_ttl, s.on_lock_timeout);
+        let max_waiters = s.max_waiters;
         let claim = self.claim_window();
         let queue_ttl = lock_wait + lock_ttl;
         let started = Instant::now();
@@ -126,11 +127,12 @@ impl Store {
                 .arg(ms(queue_ttl))
                 .arg(keys.wake_prefix())
                 .arg(ms(claim))
-                .arg(u8::from(queued));
+                .arg(u8::from(queued))
+                .arg(max_waiters);
             let reply = self.run(|con| inv.invoke::<Value>(con))?;
             match AcquireReply::parse(&reply)? {
                 AcquireReply::Acquired(stored) => {
-                    let loaded = Loaded::from_stored(stored);
+                    let loaded = self.loaded(stored, &keys);
                     let lease = Lease::new(keys, token, &loaded);
                     let waited = if queued {
                         started.elapsed()
@@ -144,11 +146,17 @@ impl Store {
                     });
                 }
                 AcquireReply::Missing => return Ok(Opened::Missing),
+                AcquireReply::Crowded => {
+                    return Err(Error::TooManyWaiters {
+                        session: keys.tag().to_owned(),
+                        limit: max_waiters,
+                    });
+                }
                 AcquireReply::Busy { data, .. } if last_try => {
                     let waited = started.elapsed();
                     return match on_timeout {
                         OnLockTimeout::Readonly => Ok(Opened::ReadOnly {
-                            loaded: Loaded::from_stored(data),
+                            loaded: self.loaded(data, &keys),
                             waited,
                         }),
                         OnLockTimeout::Fail => Err(Error::LockTimeout {
@@ -177,9 +185,10 @@ impl Store {
     /// Reads `id` without locking: one round trip.
     pub fn load(&mut self, id: &SessionId) -> Result<Loaded, Error> {
         self.settle_orphans()?;
-        let key = self.keys(id).data();
+        let keys = self.keys(id);
+        let key = keys.data();
         let stored: Option<Vec<u8>> = self.run(|con| redis::cmd("GET").arg(&key).query(con))?;
-        Ok(Loaded::from_stored(stored))
+        Ok(self.loaded(stored, &keys))
     }
 
     /// Writes `payload` if `lease` still owns the lock, then releases it (or
@@ -194,7 +203,13 @@ impl Store {
             let _ = self.release(lease);
             return Err(too_large);
         }
-        let envelope = lease.next_envelope(payload).encode();
+        let envelope = match self.seal(lease.next_envelope(payload), &lease.keys) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let _ = self.release(lease);
+                return Err(e);
+            }
+        };
         let claim = self.claim_window();
         let mut inv = COMMIT_SCRIPT.prepare_invoke();
         inv.key(lease.keys.data())
@@ -268,7 +283,7 @@ impl Store {
         self.settle_orphans()?;
         let keys = self.keys(id);
         check_size(&keys, &payload, self.config.settings.max_size)?;
-        let envelope = Envelope::new(payload, now_ms()).encode();
+        let envelope = self.seal(Envelope::new(payload, now_ms()), &keys)?;
         let set: Value = self.run(|con| {
             redis::cmd("SET")
                 .arg(keys.data())
@@ -284,6 +299,15 @@ impl Store {
             }),
             _ => Ok(()),
         }
+    }
+
+    fn loaded(&self, stored: Option<Vec<u8>>, keys: &SessionKeys) -> Loaded {
+        let ring = self.config.settings.encryption_keys.as_ref();
+        Loaded::from_stored(stored, ring, keys.tag())
+    }
+
+    fn seal(&self, envelope: Envelope, keys: &SessionKeys) -> Result<Vec<u8>, Error> {
+        envelope.seal(self.config.settings.encryption_keys.as_ref(), keys.tag())
     }
 
     fn remember(&mut self, keys: SessionKeys, token: LockToken) {

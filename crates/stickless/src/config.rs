@@ -17,6 +17,8 @@ use std::time::Duration;
 use percent_encoding::percent_decode_str;
 use url::Url;
 
+use crate::crypto::KeyRing;
+
 /// A configuration error that names the part at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -39,6 +41,15 @@ pub enum ConfigError {
     /// An option name nobody knows.
     #[error("unknown option `{0}`; see docs/CONFIGURATION.md for the list")]
     UnknownOption(String),
+    /// A secret option (a password, encryption keys) that could not be read or
+    /// parsed. Never carries the secret itself.
+    #[error("option `{name}`: {reason}")]
+    Secret {
+        /// Option name.
+        name: String,
+        /// What went wrong, without the value.
+        reason: String,
+    },
     /// An option whose value does not parse or is out of range.
     #[error("option `{name}` has invalid value `{value}`: expected {expected}")]
     InvalidValue {
@@ -154,6 +165,15 @@ pub struct Settings {
     pub timeout: Duration,
     /// Largest payload accepted, in bytes.
     pub max_size: usize,
+    /// Most requests that may queue for one session's lock; more are refused
+    /// at once, so one hot session cannot tie up every worker.
+    pub max_waiters: u32,
+    /// Keys for encryption at rest; `None` stores payloads in clear.
+    pub encryption_keys: Option<KeyRing>,
+    /// Redis password when the URL carries none (read from `env:` or `file:`).
+    pub password: Option<Secret>,
+    /// Make PHP's `session.use_strict_mode` the default (PHP extension only).
+    pub strict_mode: bool,
 }
 
 /// Every option with its default, as ini (`stickless.<name>`) and the
@@ -166,6 +186,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("connect_timeout_ms", "500"),
     ("timeout_ms", "1000"),
     ("max_size", "4194304"),
+    ("max_waiters", "32"),
+    ("encryption_keys", ""),
+    ("password", ""),
+    ("strict_mode", "1"),
 ];
 
 impl Default for Settings {
@@ -178,6 +202,10 @@ impl Default for Settings {
             connect_timeout: Duration::ZERO,
             timeout: Duration::ZERO,
             max_size: 0,
+            max_waiters: 0,
+            encryption_keys: None,
+            password: None,
+            strict_mode: true,
         };
         for (name, value) in DEFAULTS {
             // Covered by `defaults_parse`: the table is valid by construction.
@@ -216,6 +244,27 @@ impl Settings {
                     .filter(|n| (1..=512 * 1024 * 1024).contains(n))
                     .ok_or_else(|| invalid(name, value, "bytes from 1 to 536870912"))?;
             }
+            "max_waiters" => {
+                self.max_waiters = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=100_000).contains(n))
+                    .ok_or_else(|| invalid(name, value, "a count from 1 to 100000"))?;
+            }
+            "strict_mode" => self.strict_mode = flag(name, value)?,
+            "encryption_keys" => {
+                self.encryption_keys =
+                    match resolve_secret(name, value)? {
+                        None => None,
+                        Some(spec) => Some(KeyRing::parse(spec.expose()).map_err(|e| {
+                            ConfigError::Secret {
+                                name: name.to_owned(),
+                                reason: e.to_string(),
+                            }
+                        })?),
+                    }
+            }
+            "password" => self.password = resolve_secret(name, value)?,
             _ => return Err(ConfigError::UnknownOption(name.to_owned())),
         }
         Ok(())
@@ -228,6 +277,91 @@ fn invalid(name: &str, value: &str, expected: &'static str) -> ConfigError {
         value: value.to_owned(),
         expected,
     }
+}
+
+/// A save_path as it may be shown (phpinfo, logs): the URL's password and
+/// inline secret options replaced by `***`; `env:` and `file:` references,
+/// which are not secrets, kept.
+///
+/// ```
+/// use stickless::config::redact;
+/// assert_eq!(redact("redis://:hunter2@h:6379/0"), "redis://:***@h:6379/0");
+/// assert_eq!(redact("redis://h?password=hunter2&prefix=a:"), "redis://h?password=***&prefix=a:");
+/// assert_eq!(redact("redis://h?password=env:REDIS_PW"), "redis://h?password=env:REDIS_PW");
+/// ```
+pub fn redact(save_path: &str) -> String {
+    let Ok(mut url) = Url::parse(save_path.trim()) else {
+        // Not a URL: it cannot be split safely, so show nothing of it.
+        return if save_path.is_empty() {
+            String::new()
+        } else {
+            "(unparsable; not shown)".to_owned()
+        };
+    };
+    if url.password().is_some() {
+        // Fails only for URLs that cannot have a password at all.
+        let _ = url.set_password(Some("***"));
+    }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if SECRET_OPTIONS.contains(&k.as_ref()) {
+                    redact_option(&v)
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        let query = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        url.set_query(Some(&query));
+    }
+    url.to_string()
+}
+
+/// Options whose values are secrets.
+pub const SECRET_OPTIONS: &[&str] = &["password", "encryption_keys"];
+
+/// An option value as it may be shown: inline secrets become `***`.
+pub fn redact_option(value: &str) -> String {
+    if value.is_empty() || value.starts_with("env:") || value.starts_with("file:") {
+        value.to_owned()
+    } else {
+        "***".to_owned()
+    }
+}
+
+fn flag(name: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "on" | "yes" | "true" => Ok(true),
+        "0" | "off" | "no" | "false" | "" => Ok(false),
+        _ => Err(invalid(name, value, "on or off")),
+    }
+}
+
+/// A secret given inline, as `env:NAME` (an environment variable) or as
+/// `file:/path` (a mounted Kubernetes Secret, say). Empty means none.
+fn resolve_secret(name: &str, value: &str) -> Result<Option<Secret>, ConfigError> {
+    let fail = |reason: String| ConfigError::Secret {
+        name: name.to_owned(),
+        reason,
+    };
+    let secret = if let Some(var) = value.strip_prefix("env:") {
+        std::env::var(var).map_err(|_| fail(format!("environment variable `{var}` is not set")))?
+    } else if let Some(path) = value.strip_prefix("file:") {
+        std::fs::read_to_string(path)
+            .map_err(|e| fail(format!("cannot read `{path}`: {e}")))?
+            .trim_end_matches(['\n', '\r'])
+            .to_owned()
+    } else {
+        value.to_owned()
+    };
+    Ok(Some(Secret::new(secret)).filter(|s| !s.expose().is_empty()))
 }
 
 fn millis(name: &str, value: &str, min: u64, max: u64) -> Result<Duration, ConfigError> {
@@ -297,6 +431,7 @@ impl Config {
             }
             other => return Err(ConfigError::Scheme(other.to_owned())),
         };
+        let password = password.or_else(|| settings.password.clone());
         Ok(Self {
             server: Server {
                 topology: Topology::Standalone(endpoint),
@@ -407,6 +542,28 @@ mod tests {
         let c = Config::parse("redis://u:hunter2@h").unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(!c.server.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn secrets_come_from_env_and_files() {
+        let dir = std::env::temp_dir().join(format!("stickless-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let c = Config::parse(&format!("redis://h?password=file:{}", file.display())).unwrap();
+        assert_eq!(c.server.password, Some(Secret::new("from-file")));
+        // A password in the URL wins over the option.
+        let c = Config::parse(&format!(
+            "redis://:inline@h?password=file:{}",
+            file.display()
+        ))
+        .unwrap();
+        assert_eq!(c.server.password, Some(Secret::new("inline")));
+        let err = Config::parse("redis://h?password=env:STICKLESS_SURELY_UNSET").unwrap_err();
+        assert!(err.to_string().contains("STICKLESS_SURELY_UNSET"), "{err}");
+        let err = Config::parse("redis://h?encryption_keys=k:bm90LWEta2V5").unwrap_err();
+        assert!(!err.to_string().contains("bm90"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

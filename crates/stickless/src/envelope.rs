@@ -7,11 +7,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::CorruptKind;
+use crate::crypto::KeyRing;
+use crate::error::{CorruptKind, Error};
 
 const MAGIC: [u8; 3] = [0xC1, b'S', b'L'];
 /// The envelope version this build writes.
 pub const VERSION: u8 = 1;
+/// `flags` bit: the payload is `nonce || ciphertext` under `key_id`.
+pub const FLAG_ENCRYPTED: u32 = 1;
 
 /// A decoded envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,11 +25,15 @@ pub struct Envelope {
     pub created_ms: u64,
     /// Unix milliseconds of the last write.
     pub updated_ms: u64,
-    /// Reserved for compression and encryption; 0 means a plain payload.
+    /// [`FLAG_ENCRYPTED`], or 0 for a plain payload.
     pub flags: u32,
-    /// The session payload exactly as PHP's serializer produced it.
+    /// The session payload exactly as PHP's serializer produced it (sealed
+    /// while the envelope is stored encrypted).
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+    /// The encryption key's id when encrypted. Absent from older values.
+    #[serde(default)]
+    pub key_id: Option<String>,
 }
 
 impl Envelope {
@@ -38,6 +45,7 @@ impl Envelope {
             updated_ms: now_ms,
             flags: 0,
             payload,
+            key_id: None,
         }
     }
 
@@ -49,7 +57,37 @@ impl Envelope {
             updated_ms: now_ms,
             flags: 0,
             payload,
+            key_id: None,
         }
+    }
+
+    /// The stored bytes for session `tag`: sealed with the ring's first key
+    /// when a ring is given.
+    pub fn seal(mut self, ring: Option<&KeyRing>, tag: &str) -> Result<Vec<u8>, Error> {
+        if let Some(ring) = ring {
+            let (key_id, sealed) = ring.seal(tag, &self.payload)?;
+            self.payload = sealed;
+            self.flags |= FLAG_ENCRYPTED;
+            self.key_id = Some(key_id);
+        }
+        Ok(self.encode())
+    }
+
+    /// Decodes stored bytes of session `tag`, opening an encrypted payload.
+    /// Plain values stay readable with a ring configured, so encryption can
+    /// be turned on without logging anyone out.
+    pub fn open(stored: &[u8], ring: Option<&KeyRing>, tag: &str) -> Result<Self, CorruptKind> {
+        let mut env = Self::decode(stored)?;
+        if env.flags & FLAG_ENCRYPTED != 0 {
+            let ring = ring.ok_or(CorruptKind::NoKeys)?;
+            let key_id = env
+                .key_id
+                .take()
+                .ok_or_else(|| CorruptKind::Malformed("encrypted without a key id".into()))?;
+            env.payload = ring.open(tag, &key_id, &env.payload)?;
+            env.flags &= !FLAG_ENCRYPTED;
+        }
+        Ok(env)
     }
 
     /// Encodes to the stored bytes.
@@ -75,7 +113,7 @@ impl Envelope {
         }
         let env: Envelope =
             rmp_serde::from_slice(body).map_err(|e| CorruptKind::Malformed(e.to_string()))?;
-        if env.flags != 0 {
+        if env.flags & !FLAG_ENCRYPTED != 0 {
             return Err(CorruptKind::UnsupportedFlags(env.flags));
         }
         Ok(env)
@@ -109,6 +147,26 @@ mod tests {
         for v in [&b""[..], b"a:1:{s:1:\"a\";i:1;}", b"counter|i:1;", b"\xC1S"] {
             assert_eq!(Envelope::decode(v), Err(CorruptKind::Foreign), "{v:?}");
         }
+    }
+
+    #[test]
+    fn sealed_envelopes_open_only_for_their_session() {
+        let ring = KeyRing::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+        let env = Envelope::new(b"user|s:3:\"ann\";".to_vec(), 5);
+        let stored = env.clone().seal(Some(&ring), "{a}").unwrap();
+        assert!(!stored.windows(3).any(|w| w == b"ann"));
+        assert_eq!(Envelope::open(&stored, Some(&ring), "{a}"), Ok(env.clone()));
+        assert_eq!(
+            Envelope::open(&stored, Some(&ring), "{b}"),
+            Err(CorruptKind::Undecryptable)
+        );
+        assert_eq!(
+            Envelope::open(&stored, None, "{a}"),
+            Err(CorruptKind::NoKeys)
+        );
+        // A plain value stays readable once encryption is turned on.
+        let plain = env.clone().seal(None, "{a}").unwrap();
+        assert_eq!(Envelope::open(&plain, Some(&ring), "{a}"), Ok(env));
     }
 
     #[test]

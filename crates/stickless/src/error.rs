@@ -35,6 +35,15 @@ pub enum CorruptKind {
     /// Truncated or damaged.
     #[error("the envelope is damaged: {0}")]
     Malformed(String),
+    /// Encrypted with a key that is not in the key ring.
+    #[error("encrypted with key `{0}`, which is not in encryption_keys")]
+    UnknownKey(String),
+    /// Encrypted, but this store has no keys.
+    #[error("encrypted, but no encryption_keys are configured")]
+    NoKeys,
+    /// Authentication failed: tampered, truncated, or copied from another session.
+    #[error("failed authentication: tampered with, truncated, or copied from another session")]
+    Undecryptable,
 }
 
 /// Why a write was refused after its lock was lost.
@@ -92,6 +101,17 @@ pub enum Error {
         session: String,
         /// What happened to the lock.
         reason: LostReason,
+    },
+
+    /// More requests already wait for this session than `max_waiters`.
+    #[error(
+        "session {session} already has {limit} requests waiting for its lock (max_waiters); refused without waiting"
+    )]
+    TooManyWaiters {
+        /// Hashed session key.
+        session: String,
+        /// Configured limit.
+        limit: u32,
     },
 
     /// The session is larger than `max_size`; stored data was left as it was.

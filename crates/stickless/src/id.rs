@@ -2,12 +2,22 @@
 
 use std::fmt;
 
-use crate::error::InvalidSessionId;
+use crate::error::{Error, InvalidSessionId};
 
 /// PHP accepts `session.sid_length` between 22 and 256 characters.
 pub const MIN_LEN: usize = 22;
 /// See [`MIN_LEN`].
 pub const MAX_LEN: usize = 256;
+/// Entropy every generated ID carries at least.
+pub const MIN_BITS: usize = 128;
+
+/// PHP's ID alphabet, in PHP's order: the first 16, 32 or 64 symbols serve
+/// 4, 5 or 6 bits per character.
+const ALPHABET: &[u8; 64] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ,-";
+
+fn min_length(bits: u8) -> usize {
+    MIN_BITS.div_ceil(usize::from(bits)).max(MIN_LEN)
+}
 
 /// A syntactically valid session ID: 22 to 256 characters from PHP's ID
 /// alphabet (`0-9 a-z A-Z , -`).
@@ -46,6 +56,34 @@ impl SessionId {
                 position: e.valid_up_to(),
             }),
         }
+    }
+
+    /// A new ID from the OS CSPRNG in PHP's format: `bits_per_char` (4, 5
+    /// or 6, as `session.sid_bits_per_character`) bits per character and
+    /// `length` characters (`session.sid_length`), lengthened when needed to
+    /// carry at least 128 bits.
+    ///
+    /// ```
+    /// use stickless::SessionId;
+    /// let id = SessionId::generate(32, 5).unwrap();
+    /// assert_eq!(id.expose().len(), 32);
+    /// // 22 characters of 4 bits would be only 88 bits: lengthened to 32.
+    /// assert_eq!(SessionId::generate(22, 4).unwrap().expose().len(), 32);
+    /// ```
+    pub fn generate(length: usize, bits_per_char: u8) -> Result<Self, Error> {
+        let bits = bits_per_char.clamp(4, 6);
+        let alphabet = &ALPHABET[..1 << bits];
+        let length = length.clamp(min_length(bits), MAX_LEN);
+        let mut random = vec![0u8; length];
+        getrandom::fill(&mut random).map_err(|e| Error::Entropy(e.to_string()))?;
+        let mask = (1u8 << bits) - 1;
+        // Each character takes `bits` uniform bits of its own byte: an
+        // alphabet of exactly 2^bits symbols leaves no modulo bias.
+        let id: String = random
+            .iter()
+            .map(|b| char::from(alphabet[usize::from(b & mask)]))
+            .collect();
+        Ok(Self(id.into()))
     }
 
     /// The ID itself. Only for handing back to PHP; never log it.
@@ -101,6 +139,43 @@ mod tests {
         );
         assert!(SessionId::parse("0123456789abcdef 123456789abcdef").is_err());
         assert!(SessionId::from_bytes(b"0123456789abcdef0123456789abcd\xff\xfe").is_err());
+    }
+
+    #[test]
+    fn generated_ids_carry_128_bits_in_phps_alphabets() {
+        for (bits, symbols) in [
+            (4u8, "0123456789abcdef"),
+            (5, "0123456789abcdefghijklmnopqrstuv"),
+        ] {
+            let id = SessionId::generate(40, bits).unwrap();
+            assert_eq!(id.expose().len(), 40);
+            assert!(id.expose().chars().all(|c| symbols.contains(c)), "{bits}");
+        }
+        let id = SessionId::generate(26, 6).unwrap();
+        assert_eq!(id.expose().len(), 26);
+        assert!(SessionId::parse(id.expose()).is_ok());
+        // Too short for 128 bits: lengthened.
+        assert_eq!(SessionId::generate(22, 4).unwrap().expose().len(), 32);
+        assert_eq!(SessionId::generate(22, 5).unwrap().expose().len(), 26);
+        assert_eq!(SessionId::generate(22, 6).unwrap().expose().len(), 22);
+        assert_eq!(SessionId::generate(999, 4).unwrap().expose().len(), MAX_LEN);
+        assert_ne!(
+            SessionId::generate(32, 4).unwrap(),
+            SessionId::generate(32, 4).unwrap()
+        );
+    }
+
+    #[test]
+    fn generated_ids_use_every_symbol() {
+        // 64 symbols over 20 000 characters: any missing one means a biased map.
+        let mut seen = [false; 64];
+        for _ in 0..100 {
+            for c in SessionId::generate(200, 6).unwrap().expose().bytes() {
+                let i = ALPHABET.iter().position(|a| *a == c).unwrap();
+                seen[i] = true;
+            }
+        }
+        assert!(seen.iter().all(|s| *s));
     }
 
     #[test]

@@ -34,6 +34,7 @@
 
 mod blocking;
 pub mod config;
+mod crypto;
 mod envelope;
 mod error;
 mod id;
@@ -44,6 +45,7 @@ mod token;
 
 pub use blocking::Store;
 pub use config::{Config, ConfigError, OnLockTimeout, Settings};
+pub use crypto::{KeyRing, KeyRingError};
 pub use envelope::Envelope;
 pub use error::{CorruptKind, Error, InvalidSessionId, LostReason};
 pub use id::SessionId;

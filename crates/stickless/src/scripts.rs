@@ -41,9 +41,10 @@ end
 
 /// KEYS: data, lock, queue.
 /// ARGV: token, lock_ttl_ms, require_existing, final, queue_ttl_ms,
-///       wake_prefix, claim_ms, was_queued.
+///       wake_prefix, claim_ms, was_queued, max_waiters.
 /// Reply: `{1, data|nil}` acquired, `{0}` missing (no lock taken),
-///        `{2, pttl}` busy (queued), `{2, pttl, data|nil}` busy on the final try.
+///        `{2, pttl}` busy (queued), `{2, pttl, data|nil}` busy on the final try,
+///        `{3}` busy and `max_waiters` already queued (not queued).
 const ACQUIRE: &str = r"
 local token = ARGV[1]
 local queued = ARGV[8] == '1'
@@ -71,6 +72,9 @@ end
 -- Not `if not queued`: a waiter that was handed the lock but too late to
 -- claim it was popped from the queue, and must queue again.
 if not redis.call('LPOS', KEYS[3], token) then
+  if redis.call('LLEN', KEYS[3]) >= tonumber(ARGV[9]) then
+    return {3}
+  end
   redis.call('RPUSH', KEYS[3], token)
 end
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
@@ -156,6 +160,9 @@ pub enum AcquireReply {
     Acquired(Option<Vec<u8>>),
     /// The session does not exist and the caller required it; no lock taken.
     Missing,
+    /// Another request holds the lock and `max_waiters` requests already
+    /// wait for it; this one was not queued.
+    Crowded,
     /// Another request holds the lock for `pttl_ms` more; on the final try
     /// the stored value comes along (for read-only opens).
     Busy {
@@ -224,6 +231,7 @@ impl AcquireReply {
         match int(&it[0]) {
             Some(1) => Ok(Self::Acquired(bytes(it.get(1)))),
             Some(0) => Ok(Self::Missing),
+            Some(3) => Ok(Self::Crowded),
             Some(2) => {
                 let pttl = it.get(1).and_then(int).ok_or_else(|| bad("acquire", v))?;
                 Ok(Self::Busy {

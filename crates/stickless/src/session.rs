@@ -5,6 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::crypto::KeyRing;
 use crate::envelope::Envelope;
 use crate::error::{CorruptKind, Error};
 use crate::keys::SessionKeys;
@@ -31,10 +32,10 @@ pub enum Loaded {
 }
 
 impl Loaded {
-    pub(crate) fn from_stored(stored: Option<Vec<u8>>) -> Self {
+    pub(crate) fn from_stored(stored: Option<Vec<u8>>, ring: Option<&KeyRing>, tag: &str) -> Self {
         match stored {
             None => Self::Empty,
-            Some(bytes) => match Envelope::decode(&bytes) {
+            Some(bytes) => match Envelope::open(&bytes, ring, tag) {
                 Ok(env) => Self::Data(env),
                 Err(kind) => Self::Corrupt(kind),
             },

@@ -1,0 +1,54 @@
+//! Strict mode by default: `session.use_strict_mode` makes PHP ask the
+//! handler whether a session ID exists before adopting it, which defeats
+//! session fixation. Distributions ship it off; stickless turns it on for
+//! requests it serves unless `stickless.strict_mode=0`.
+
+use ext_php_rs::ffi::zend_string;
+use ext_php_rs::types::ZendStr;
+
+use stickless::Config;
+
+use crate::{ffi, ini};
+
+/// `ZEND_INI_USER` and `ZEND_INI_STAGE_RUNTIME`: the change is undone at the
+/// end of the request, like an `ini_set()`.
+const INI_USER: i32 = 1;
+const STAGE_RUNTIME: i32 = 1 << 4;
+
+/// Turns strict mode on for this request when the native handler is the
+/// configured one and its settings (ini, then save_path query) want it.
+pub fn enforce_for_native_handler() {
+    if ini::string("session.save_handler").as_deref() != Some("stickless") {
+        return;
+    }
+    let save_path = ini::string("session.save_path").unwrap_or_default();
+    // A bad configuration is reported when the session opens.
+    if let Ok(settings) = ini::settings()
+        && let Ok(config) = Config::parse_with(&save_path, settings)
+    {
+        enforce(config.settings.strict_mode);
+    }
+}
+
+/// Turns `session.use_strict_mode` on for this request if `strict` and it
+/// is off. Does nothing once a session is active.
+pub fn enforce(strict: bool) {
+    if strict && ini::long("session.use_strict_mode") == 0 {
+        turn_on();
+    }
+}
+
+fn turn_on() {
+    const NAME: &str = "session.use_strict_mode";
+    let name = ZendStr::new(NAME, false);
+    // SAFETY: a live zend_string name and a NUL-free value with its length.
+    unsafe {
+        ffi::zend_alter_ini_entry_chars(
+            name.as_ptr().cast_mut().cast::<zend_string>(),
+            c"1".as_ptr(),
+            1,
+            INI_USER,
+            STAGE_RUNTIME,
+        );
+    }
+}
