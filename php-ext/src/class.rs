@@ -82,6 +82,7 @@ impl SessionHandler {
     /// the same URL and options as `session.save_path`; options in the array
     /// override both ini and the URL query.
     pub fn __construct(save_path: String, options: Option<&ZendHashTable>) -> PhpResult<Self> {
+        crate::masking::mask(&save_path, stickless::config::redact(&save_path));
         let mut settings = ini::settings()
             .map_err(|e| PhpException::from_message(format!("stickless: ini: {e}")))?;
         let mut config = Config::parse_with(&save_path, settings.clone())

@@ -38,7 +38,12 @@ pub struct PsModule {
 // SAFETY: the table is immutable after construction and only read by PHP.
 unsafe impl Sync for PsModule {}
 
+/// `zend_error_cb`'s type (PHP 8.x).
+pub type ErrorCb = unsafe extern "C" fn(c_int, *mut zend_string, u32, *mut zend_string);
+
 unsafe extern "C" {
+    pub static mut zend_error_cb: Option<ErrorCb>;
+
     pub fn php_session_register_module(module: *const PsModule) -> ZendResult;
 
     pub static mut php_session_iface_entry: *mut zend_class_entry;

@@ -8,6 +8,7 @@ mod ffi;
 mod handler;
 mod hooks;
 mod ini;
+mod masking;
 mod read_and_close;
 mod stats;
 mod strict;
@@ -53,6 +54,7 @@ pub(crate) fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
 fn startup(_ty: i32, module_number: i32) -> i32 {
     ini::register(module_number);
     ini::redact_save_path_display();
+    masking::install();
     if let Err(e) = ini::settings() {
         warn(&format!("ini: {e}"));
     }

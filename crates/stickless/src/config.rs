@@ -291,12 +291,8 @@ fn invalid(name: &str, value: &str, expected: &'static str) -> ConfigError {
 /// ```
 pub fn redact(save_path: &str) -> String {
     let Ok(mut url) = Url::parse(save_path.trim()) else {
-        // Not a URL: it cannot be split safely, so show nothing of it.
-        return if save_path.is_empty() {
-            String::new()
-        } else {
-            "(unparsable; not shown)".to_owned()
-        };
+        // Not a URL (a directory of the files handler, say): nothing to hide.
+        return save_path.to_owned();
     };
     if url.password().is_some() {
         // Fails only for URLs that cannot have a password at all.
@@ -306,7 +302,9 @@ pub fn redact(save_path: &str) -> String {
         let pairs: Vec<(String, String)> = url
             .query_pairs()
             .map(|(k, v)| {
-                let v = if SECRET_OPTIONS.contains(&k.as_ref()) {
+                // `auth` is phpredis's spelling, for save paths shown while
+                // migrating.
+                let v = if SECRET_OPTIONS.contains(&k.as_ref()) || k == "auth" {
                     redact_option(&v)
                 } else {
                     v.into_owned()
