@@ -1055,3 +1055,44 @@ fn request_that_timed_out_on_a_hung_server_leaves_no_lock_behind() {
     assert!(waited < PROMPT, "waited {waited:?} for an orphaned lock");
     store.release(lease).unwrap();
 }
+
+// ---------------------------------------------------------------- waiter limit
+
+#[test]
+fn waiters_beyond_max_waiters_are_refused_at_once() {
+    let server = RedisServer::start();
+    let id = sid("crowded");
+    let mut holder = store(&server, "");
+    let keys = holder.keys(&id);
+    let (lease, _, _) = lock(&mut holder, &id);
+    let mut con = server.client();
+
+    let mut waiters = Vec::new();
+    for (i, mark) in [&b"1"[..], b"2"].into_iter().enumerate() {
+        waiters.push(Waiter::spawn(store(&server, "max_waiters=2"), &id, mark));
+        wait_until("waiter queued", Duration::from_secs(5), || {
+            llen(&mut con, &keys.queue()) == i + 1
+        });
+    }
+    let mut third = store(&server, "max_waiters=2&lock_wait_ms=5000");
+    let started = Instant::now();
+    match third.lock(&id, OpenMode::CreateIfMissing) {
+        Err(Error::TooManyWaiters { session, limit }) => {
+            assert_eq!(session, keys.tag());
+            assert_eq!(limit, 2);
+        }
+        other => panic!("expected TooManyWaiters, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "it waited");
+    assert_eq!(
+        llen(&mut con, &keys.queue()),
+        2,
+        "the refused request queued"
+    );
+
+    holder.commit(lease, b"0".to_vec(), TTL).unwrap();
+    for waiter in waiters {
+        waiter.join();
+    }
+    assert_eq!(stored(&mut holder, &id).payload, b"012");
+}
