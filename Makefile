@@ -8,6 +8,8 @@
 #   make status  show the local stack
 #   make test    build + the workspace tests
 #   make bench-cycle  µs per session_start+write cycle: stickless vs phpredis (locking on)
+#   make fuzz    every fuzz target for 60 s (scripts/fuzz.sh; installs cargo-fuzz)
+#   make fuzz-smoke  the same for 10 s each (CI)
 #   make fmt     format the Rust code
 #   make lint    rustfmt check + clippy with warnings as errors
 #
@@ -17,7 +19,7 @@
 
 EXT := target/release/libstickless_php.so
 
-.PHONY: all deps build demo up down status test bench-cycle fmt lint
+.PHONY: all deps build demo up down status test bench-cycle fuzz fuzz-smoke fmt lint
 
 all: build
 
@@ -45,6 +47,12 @@ test: build
 
 bench-cycle: build
 	bash benches/cli-cycle.sh
+
+fuzz:
+	bash scripts/fuzz.sh 60
+
+fuzz-smoke:
+	bash scripts/fuzz.sh 10
 
 fmt:
 	cargo fmt --all
