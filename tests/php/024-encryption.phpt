@@ -1,5 +1,5 @@
 --TEST--
-Encryption at rest: nothing readable in Redis, and keys rotate without logging anyone out
+Encryption at rest: turned on without logging anyone out, nothing readable in Redis, keys rotate
 --INI--
 error_reporting=-1
 --FILE--
@@ -13,8 +13,18 @@ function open_with(string $keys, bool $readOnly = true) {
     session_start($readOnly ? ['read_and_close' => true] : []);
 }
 use_stickless();
-open_with(A, false);
+// A session from before encryption was turned on.
+session_id(TEST_SID);
+session_start();
 $_SESSION['card'] = 'visible-secret';
+session_write_close();
+var_dump(str_contains(redis('GET', data_key(TEST_SID)), 'visible-secret'));
+// With keys, a plain value is refused: whoever can write Redis could forge one...
+open_with(A);
+var_dump($_SESSION);
+// ...unless `plain` is listed while encryption is rolled out.
+open_with(A . ',plain', false);
+$_SESSION['seen'] = 1;
 session_write_close();
 var_dump(str_contains(redis('GET', data_key(TEST_SID)), 'visible-secret'));
 
@@ -38,6 +48,11 @@ session_start(['read_and_close' => true]);
 var_dump($_SESSION);
 ?>
 --EXPECTF--
+bool(true)
+
+Warning: session_start(): stickless: session {%x} holds an unreadable value (stored unencrypted, but encryption_keys are configured; list `plain` after the keys while turning encryption on); starting empty in %s on line %d
+array(0) {
+}
 bool(false)
 string(14) "visible-secret"
 

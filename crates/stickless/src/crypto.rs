@@ -43,6 +43,10 @@ struct NamedKey {
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyRing {
     keys: Vec<NamedKey>,
+    /// `plain` was listed: unencrypted values are still accepted (while
+    /// encryption is being rolled out). Otherwise they are refused, or
+    /// whoever can write Redis could slip in an unauthenticated session.
+    accept_plain: bool,
 }
 
 /// Why a key ring spec was refused. Never carries key material.
@@ -52,8 +56,11 @@ pub enum KeyRingError {
     #[error("no keys given; expected `id:base64key[,id:base64key...]`")]
     Empty,
     /// A key without `id:`.
-    #[error("key #{0} has no id; expected `id:base64key`")]
+    #[error("key #{0} has no id; expected `id:base64key` (or `plain`, after the keys)")]
     MissingId(usize),
+    /// `plain` first: something must seal new values.
+    #[error("`plain` cannot come first: the first entry is the key new values are sealed with")]
+    PlainFirst,
     /// An id outside `[A-Za-z0-9_-]{1,16}`.
     #[error("key #{0} has an invalid id; use 1 to 16 of A-Z a-z 0-9 _ -")]
     BadId(usize),
@@ -66,15 +73,24 @@ pub enum KeyRingError {
 }
 
 impl KeyRing {
-    /// Parses `id:base64key[,id:base64key...]`; the first key seals.
+    /// Parses `id:base64key[,id:base64key...][,plain]`; the first key seals,
+    /// and `plain` also accepts unencrypted values.
     pub fn parse(spec: &str) -> Result<Self, KeyRingError> {
         let mut keys: Vec<NamedKey> = Vec::new();
+        let mut accept_plain = false;
         for (n, item) in spec
             .split([',', '\n'])
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .enumerate()
         {
+            if item == "plain" {
+                if keys.is_empty() {
+                    return Err(KeyRingError::PlainFirst);
+                }
+                accept_plain = true;
+                continue;
+            }
             let (id, b64) = item.split_once(':').ok_or(KeyRingError::MissingId(n + 1))?;
             let id = id.trim();
             let valid_id = (1..=16).contains(&id.len())
@@ -105,7 +121,12 @@ impl KeyRing {
         if keys.is_empty() {
             return Err(KeyRingError::Empty);
         }
-        Ok(Self { keys })
+        Ok(Self { keys, accept_plain })
+    }
+
+    /// Whether unencrypted values are still accepted (`plain` listed).
+    pub fn accepts_plain(&self) -> bool {
+        self.accept_plain
     }
 
     /// The id of the key new values are sealed with.
@@ -179,7 +200,8 @@ fn aad(tag: &str, key_id: &str) -> Vec<u8> {
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
-        write!(f, "KeyRing({ids:?}, keys redacted)")
+        let plain = if self.accept_plain { ", plain" } else { "" };
+        write!(f, "KeyRing({ids:?}{plain}, keys redacted)")
     }
 }
 
@@ -265,6 +287,13 @@ mod tests {
     #[test]
     fn bad_specs_are_refused_without_echoing_keys() {
         assert_eq!(KeyRing::parse(""), Err(KeyRingError::Empty));
+        assert_eq!(KeyRing::parse("plain"), Err(KeyRingError::PlainFirst));
+        assert!(
+            KeyRing::parse(&format!("{A},plain"))
+                .unwrap()
+                .accepts_plain()
+        );
+        assert!(!KeyRing::parse(A).unwrap().accepts_plain());
         assert_eq!(KeyRing::parse("AAAA"), Err(KeyRingError::MissingId(1)));
         assert_eq!(KeyRing::parse("bad id:AAAA"), Err(KeyRingError::BadId(1)));
         assert_eq!(

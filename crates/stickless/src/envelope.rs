@@ -74,8 +74,8 @@ impl Envelope {
     }
 
     /// Decodes stored bytes of session `tag`, opening an encrypted payload.
-    /// Plain values stay readable with a ring configured, so encryption can
-    /// be turned on without logging anyone out.
+    /// With a ring, plain values are refused unless the ring lists `plain`
+    /// (while encryption is being turned on).
     pub fn open(stored: &[u8], ring: Option<&KeyRing>, tag: &str) -> Result<Self, CorruptKind> {
         let mut env = Self::decode(stored)?;
         if env.flags & FLAG_ENCRYPTED != 0 {
@@ -86,6 +86,8 @@ impl Envelope {
                 .ok_or_else(|| CorruptKind::Malformed("encrypted without a key id".into()))?;
             env.payload = ring.open(tag, &key_id, &env.payload)?;
             env.flags &= !FLAG_ENCRYPTED;
+        } else if ring.is_some_and(|r| !r.accepts_plain()) {
+            return Err(CorruptKind::Unencrypted);
         }
         Ok(env)
     }
@@ -164,9 +166,15 @@ mod tests {
             Envelope::open(&stored, None, "{a}"),
             Err(CorruptKind::NoKeys)
         );
-        // A plain value stays readable once encryption is turned on.
+        // A plain value is refused, unless the ring still lists `plain`.
         let plain = env.clone().seal(None, "{a}").unwrap();
-        assert_eq!(Envelope::open(&plain, Some(&ring), "{a}"), Ok(env));
+        assert_eq!(
+            Envelope::open(&plain, Some(&ring), "{a}"),
+            Err(CorruptKind::Unencrypted)
+        );
+        let rolling_out =
+            KeyRing::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=,plain").unwrap();
+        assert_eq!(Envelope::open(&plain, Some(&rolling_out), "{a}"), Ok(env));
     }
 
     #[test]

@@ -38,6 +38,11 @@ pub enum CorruptKind {
     /// Encrypted with a key that is not in the key ring.
     #[error("encrypted with key `{0}`, which is not in encryption_keys")]
     UnknownKey(String),
+    /// Not encrypted, though encryption_keys are configured without `plain`.
+    #[error(
+        "stored unencrypted, but encryption_keys are configured; list `plain` after the keys while turning encryption on"
+    )]
+    Unencrypted,
     /// Encrypted, but this store has no keys.
     #[error("encrypted, but no encryption_keys are configured")]
     NoKeys,
