@@ -1,0 +1,66 @@
+//! The session handlers under test and how the stack runs each.
+
+use std::path::Path;
+
+/// One handler configuration, as the stack script takes it.
+#[derive(Debug, Clone)]
+pub struct Handler {
+    /// Name in tables and JSON.
+    pub name: &'static str,
+    /// Environment for deploy/local/stack.sh.
+    pub env: Vec<(&'static str, String)>,
+    /// Sessions live in Redis (commands and server CPU can be read from it).
+    pub redis: bool,
+}
+
+/// Every handler the benchmark knows, in table order. `phpredis-lock` is
+/// the baseline of the ratios.
+pub fn all(extension: &Path) -> Vec<Handler> {
+    let ext = extension.display().to_string();
+    let stickless = |name, query: &str| Handler {
+        name,
+        env: vec![
+            ("SESSION_HANDLER", "stickless".into()),
+            ("PHP_EXTENSION", ext.clone()),
+            (
+                "SESSION_SAVE_PATH",
+                format!("redis://127.0.0.1:{{redis_port}}/0?prefix=bench:{query}"),
+            ),
+        ],
+        redis: true,
+    };
+    let phpredis = |name, locking: u8| Handler {
+        name,
+        env: vec![
+            ("SESSION_HANDLER", "redis".into()),
+            (
+                "PHP_DEFINES",
+                // phpredis's own defaults otherwise: what its users get.
+                format!("redis.session.locking_enabled={locking}"),
+            ),
+        ],
+        redis: true,
+    };
+    vec![
+        stickless("stickless", ""),
+        stickless(
+            "stickless-encrypted",
+            "&encryption_keys=bench:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+        phpredis("phpredis-lock", 1),
+        phpredis("phpredis-nolock", 0),
+        Handler {
+            name: "memcached-lock",
+            env: vec![("SESSION_HANDLER", "memcached".into())],
+            redis: false,
+        },
+        Handler {
+            name: "files-per-pod",
+            env: vec![("SESSION_HANDLER", "files".into())],
+            redis: false,
+        },
+    ]
+}
+
+/// The ratios' baseline.
+pub const BASELINE: &str = "phpredis-lock";

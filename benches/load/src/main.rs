@@ -1,0 +1,328 @@
+//! `stickless-bench`: the multi-pod load benchmark.
+//!
+//! For every handler, in interleaved rounds: start nginx over N php-fpm pods
+//! and the handler's store (deploy/local/stack.sh), measure throughput,
+//! latency, server costs and correctness on the same PHP endpoints, stop
+//! everything, and write a markdown table, JSON and an SVG chart to
+//! `target/bench/`.
+
+mod client;
+mod handlers;
+mod load;
+mod metrics;
+mod report;
+mod stack;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::handlers::Handler;
+use crate::metrics::RedisSample;
+use crate::report::{CorrectnessRun, EndpointRun, Report};
+use crate::stack::Stack;
+
+/// The multi-pod session benchmark: stickless against phpredis, memcached
+/// and local files, side by side on the same machine.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// php-fpm masters ("pods") behind nginx.
+    #[arg(long, default_value_t = 3)]
+    pods: u32,
+    /// Workers per pod (pm=static).
+    #[arg(long, default_value_t = 4)]
+    workers: u32,
+    /// Seconds of load per endpoint.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Concurrent connections, one session each.
+    #[arg(long, default_value_t = 16)]
+    connections: u32,
+    /// Rounds; handlers are interleaved within each round to cancel drift.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Handlers to run (default: all).
+    #[arg(long, value_delimiter = ',')]
+    handlers: Vec<String>,
+    /// Endpoints to load (default: all).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "counter,read,big,slow,hello"
+    )]
+    endpoints: Vec<String>,
+    /// Users in the correctness runs.
+    #[arg(long, default_value_t = 8)]
+    users: u32,
+    /// Increments per user in the correctness runs.
+    #[arg(long, default_value_t = 24)]
+    increments: u32,
+    /// A few seconds per handler, for CI: keeps the harness from rotting.
+    #[arg(long)]
+    smoke: bool,
+    /// Where results go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// The stickless extension.
+    #[arg(long, default_value = "target/release/libstickless_php.so")]
+    extension: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.seconds = 1.0;
+        args.rounds = 1;
+        args.connections = 4;
+        args.users = 2;
+        args.increments = 8;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stickless-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            r = run(&args) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; every process started was stopped")),
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stickless-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args) -> Result<()> {
+    let root = std::env::current_dir()?;
+    let extension = root.join(&args.extension);
+    if !extension.is_file() {
+        bail!("{} is missing: run `make build` first", extension.display());
+    }
+    let mut handlers = handlers::all(&extension);
+    if !args.handlers.is_empty() {
+        for name in &args.handlers {
+            if !handlers.iter().any(|h| h.name == name) {
+                bail!("unknown handler `{name}`");
+            }
+        }
+        handlers.retain(|h| args.handlers.iter().any(|n| n == h.name));
+    }
+    std::fs::create_dir_all(&args.out)?;
+    let state = root.join(&args.out).join("stack");
+    let steps = u64::from(args.rounds) * handlers.len() as u64 * (args.endpoints.len() as u64 + 1);
+    let bar = ProgressBar::new(steps).with_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut report = Report {
+        date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        machine: machine(),
+        setup: format!(
+            "{} pods × {} workers behind nginx, {} connections, {} s per endpoint, {} round(s).",
+            args.pods, args.workers, args.connections, args.seconds, args.rounds
+        ),
+        endpoints: Vec::new(),
+        correctness: Vec::new(),
+    };
+    for round in 1..=args.rounds {
+        for handler in &handlers {
+            bar.set_message(format!("round {round}: {} starting", handler.name));
+            let stack = Stack::up(&root, &state, handler, args.pods, args.workers)?;
+            for endpoint in &args.endpoints {
+                bar.set_message(format!("round {round}: {} /{endpoint}", handler.name));
+                report
+                    .endpoints
+                    .push(measure(args, &stack, handler, endpoint, round).await?);
+                bar.inc(1);
+            }
+            bar.set_message(format!("round {round}: {} correctness", handler.name));
+            for (endpoint, users, hold) in [
+                ("counter", args.users, None),
+                (
+                    "slow",
+                    args.users.min(args.pods * args.workers / 4).max(1),
+                    Some(Duration::from_millis(50)),
+                ),
+            ] {
+                let result = load::correctness(
+                    stack.port,
+                    &endpoint_path(endpoint),
+                    users,
+                    args.increments,
+                    4,
+                    hold,
+                )
+                .await?;
+                report.correctness.push(CorrectnessRun {
+                    handler: handler.name.to_owned(),
+                    round,
+                    result,
+                });
+            }
+            bar.inc(1);
+            drop(stack);
+        }
+    }
+    bar.finish_and_clear();
+    write(&args.out, &report)?;
+    check(&report)
+}
+
+async fn measure(
+    args: &Args,
+    stack: &Stack,
+    handler: &Handler,
+    endpoint: &str,
+    round: u32,
+) -> Result<EndpointRun> {
+    let path = endpoint_path(endpoint);
+    let workers = stack.fpm_workers();
+    let redis_before = handler
+        .redis
+        .then(|| RedisSample::take(stack.redis_port))
+        .transpose()?;
+    let cpu_before = metrics::cpu_us(&workers);
+    let throughput = load::throughput(
+        stack.port,
+        &path,
+        args.connections,
+        Duration::from_secs_f64(args.seconds),
+    )
+    .await?;
+    let fpm_cpu = metrics::cpu_us(&workers).saturating_sub(cpu_before);
+    let requests = throughput.requests.max(1) as f64;
+    let (commands, redis_cpu) = match redis_before {
+        Some(before) => {
+            let after = RedisSample::take(stack.redis_port)?;
+            (
+                Some(after.commands_since(&before) as f64 / requests),
+                Some(after.cpu_us.saturating_sub(before.cpu_us) as f64 / requests),
+            )
+        }
+        None => (None, None),
+    };
+    let round_trips = if handler.redis {
+        Some(load::round_trips(stack.port, stack.redis_port, &path, 20).await?)
+    } else {
+        None
+    };
+    Ok(EndpointRun {
+        handler: handler.name.to_owned(),
+        endpoint: endpoint.to_owned(),
+        round,
+        throughput,
+        redis_commands_per_request: commands,
+        redis_round_trips_per_request: round_trips,
+        redis_cpu_us_per_request: redis_cpu,
+        fpm_cpu_us_per_request: fpm_cpu as f64 / requests,
+        worker_pss_kib: metrics::mean_pss_kib(&workers),
+    })
+}
+
+/// `hello` is the stack's no-session page; the rest live under /bench/.
+fn endpoint_path(endpoint: &str) -> String {
+    match endpoint {
+        "hello" => "/hello.php".to_owned(),
+        other => format!("/bench/{other}.php"),
+    }
+}
+
+fn write(out: &Path, report: &Report) -> Result<()> {
+    let md = report.markdown();
+    std::fs::write(out.join("results.md"), &md)?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(report)?,
+    )?;
+    std::fs::write(out.join("results.svg"), report.svg())?;
+    println!("{md}");
+    println!(
+        "written: {0}/results.md, {0}/results.json, {0}/results.svg",
+        out.display()
+    );
+    Ok(())
+}
+
+/// Correctness is not a performance figure: stickless must never lose or
+/// duplicate an update, nor fail a request, whatever the machine.
+fn check(report: &Report) -> Result<()> {
+    let mut broken = Vec::new();
+    for c in report
+        .correctness
+        .iter()
+        .filter(|c| c.handler.starts_with("stickless"))
+    {
+        let r = &c.result;
+        if r.lost + r.duplicates + r.failed > 0 {
+            broken.push(format!(
+                "{} /{}: {} lost, {} duplicated, {} failed",
+                c.handler, r.endpoint, r.lost, r.duplicates, r.failed
+            ));
+        }
+    }
+    for e in report
+        .endpoints
+        .iter()
+        .filter(|e| e.handler.starts_with("stickless"))
+    {
+        if e.throughput.failed + e.throughput.errors > 0 {
+            broken.push(format!(
+                "{} /{}: {} failed requests",
+                e.handler,
+                e.endpoint,
+                e.throughput.failed + e.throughput.errors
+            ));
+        }
+    }
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        bail!("stickless misbehaved:\n{}", broken.join("\n"))
+    }
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let os = command_output("sh", &["-c", ". /etc/os-release && echo $PRETTY_NAME"]);
+    let redis = command_output("redis-server", &["--version"]);
+    let redis = redis
+        .split_whitespace()
+        .find(|w| w.starts_with("v="))
+        .unwrap_or("v=?")
+        .trim_start_matches("v=")
+        .to_owned();
+    let php = command_output("php", &["-r", "echo PHP_VERSION;"]);
+    format!("{cores} cores ({cpu}), {os}, PHP {php}, Redis {redis}")
+}
