@@ -22,10 +22,14 @@ set -euo pipefail
 #   nginx            the round-robin load balancer
 #   curl             readiness checks and the demo client
 #   make             the top-level Makefile
+# and for the multi-handler load benchmark (stack.sh SESSION_HANDLER=...):
+#   php8.2-memcached php-memcached, the memcached session handler to compare with
+#   memcached        its server; stack.sh starts its own on a free loopback port
+#   wrk              a stock HTTP load generator, to cross-check our own numbers
 packages=(
-  php8.2-dev php8.2-cli php8.2-fpm php8.2-redis
+  php8.2-dev php8.2-cli php8.2-fpm php8.2-redis php8.2-memcached
   clang libclang-dev
-  redis-server redis-tools nginx curl make
+  redis-server redis-tools memcached nginx curl make wrk
 )
 # shellcheck disable=SC2206 # word splitting is the point
 packages+=(${EXTRA_PACKAGES:-})

@@ -1,41 +1,86 @@
 #!/usr/bin/env bash
-# Local demo stack for stickless: one redis-server, N php-fpm masters ("pods")
-# and one nginx load-balancing round-robin across the pods, all on 127.0.0.1,
-# all with their state (configs, pidfiles, sockets, logs) under $STACK_DIR.
+# Local demo and benchmark stack for stickless: one redis-server, N php-fpm
+# masters ("pods"), optionally one memcached, and one nginx load-balancing
+# round-robin across the pods, all on 127.0.0.1, all with their state
+# (configs, pidfiles, sockets, logs, file sessions) under $STACK_DIR.
 #
 #   deploy/local/stack.sh up       start everything, wait until it serves, print the URL
 #   deploy/local/stack.sh down     stop what `up` started (by the PIDs in its pidfiles)
 #   deploy/local/stack.sh status   show what is running; exit 0 healthy, 1 degraded, 3 stopped
 #
-# Nothing here uses the system services (redis on 6379, nginx on 80, the
-# php-fpm systemd unit): every port is picked free on loopback, every process
-# is started by this script, and `down` only signals PIDs from our own
-# pidfiles, after checking that each PID still belongs to this stack.
+# Nothing here uses the system services (redis on 6379, memcached on 11211,
+# nginx on 80, the php-fpm systemd unit): every port is picked free on
+# loopback, every process is started by this script, and `down` only signals
+# PIDs from our own pidfiles, after checking that each PID still belongs to
+# this stack. `up` starts afresh (it deletes its own sub-directories of
+# $STACK_DIR: redis, memcached, pods, nginx, sessions) and writes
+# $STACK_DIR/stack.env (URL, ports, pods, handler) once everything serves.
+#
+# Session handlers (SESSION_HANDLER), for comparing them under load:
+#   stickless   this project's extension; sessions in the stack's redis
+#   redis       phpredis; sessions in the stack's redis. Locking is off by
+#               default; PHP_DEFINES="redis.session.locking_enabled=1" turns it on
+#               (tune with redis.session.lock_retries / lock_wait_time)
+#   memcached   php-memcached; sessions in a memcached that `up` starts for the
+#               stack. php-memcached locks by default (memcached.sess_locking=1)
+#   files       PHP's own files handler, one directory PER POD: a user whose
+#               requests land on another pod loses the session (the problem
+#               stickless solves)
+#   any other name works with an explicit SESSION_SAVE_PATH (and PHP_EXTENSION).
+# Redis is started whatever the handler (healthz and status expect it).
+#
+# How PHP is configured: php-fpm runs with Debian's php.ini and conf.d (so
+# igbinary, msgpack, redis and memcached are already loaded when their packages
+# are installed), plus the pool's php_admin_value[session.*], plus "-d" flags
+# for PHP_EXTENSION and PHP_DEFINES. An extension in PHP_EXTENSION that the ini
+# files already load is skipped (loading it twice is an error). With
+# PHP_NO_INI=1 the pods run "php-fpm -n": no ini files, only what PHP_EXTENSION
+# lists, in that order (phpredis and php-memcached need igbinary, and
+# php-memcached msgpack, loaded before them; the defaults below do that).
 #
 # Knobs (environment variables; defaults in brackets):
 #   STACK_DIR          state dir [<repo>/target/stack]
 #   PODS               number of php-fpm pods, named pod-a, pod-b, ... [3]
 #   FPM_WORKERS        workers per pod (pm=static) [2]
-#   SESSION_HANDLER    session.save_handler [stickless]
-#   PHP_EXTENSION      extension .so loaded into every pod with -d extension=...;
-#                      empty = load none [<repo>/target/release/libstickless_php.so
-#                      when SESSION_HANDLER=stickless, else empty]
-#   SESSION_PREFIX     key prefix used by the default save paths [demo:]
-#   SESSION_SAVE_PATH  session.save_path; "{redis_port}" is replaced by the redis
-#                      port [stickless: redis://127.0.0.1:{redis_port}/0?prefix=demo:,
-#                      redis (phpredis): tcp://127.0.0.1:{redis_port}?prefix=demo:]
+#   SESSION_HANDLER    session.save_handler: stickless | redis | memcached | files
+#                      | another handler name [stickless]
+#   PHP_EXTENSION      extensions loaded into every pod with -d extension=..., in
+#                      order, space-separated; each a path to a .so (must exist) or
+#                      a name PHP finds in its extension_dir ("redis", "redis.so");
+#                      empty = load none. [stickless: <repo>/target/release/libstickless_php.so;
+#                      redis: "igbinary redis"; memcached: "igbinary msgpack memcached";
+#                      else empty]
+#   PHP_NO_INI         1 = run php-fpm with -n (no php.ini, no conf.d) [0]
+#   SESSION_PREFIX     key prefix used by the default redis save paths [demo:]
+#   SESSION_SAVE_PATH  session.save_path, with placeholders: "{redis_port}",
+#                      "{memcached_port}" (the stack's servers) and "{pod}" (the
+#                      pod's name, per pod) [stickless: redis://127.0.0.1:{redis_port}/0?prefix=demo:;
+#                      redis: tcp://127.0.0.1:{redis_port}?prefix=demo:;
+#                      memcached: 127.0.0.1:{memcached_port};
+#                      files: $STACK_DIR/sessions/{pod} (created; for the files
+#                      handler the directory part, after any "N;" or "N;MODE;", is created)]
 #   PHP_DEFINES        extra "-d key=value" ini settings for the pods, space-separated
-#                      key=value words (e.g. "opcache.enable=0 session.gc_probability=0")
+#                      key=value words (e.g. "opcache.enable=0 session.gc_probability=0",
+#                      "redis.session.locking_enabled=1", "memcached.sess_locking=0")
+#   MEMCACHED          1 = start memcached whatever the handler [1 when
+#                      SESSION_HANDLER=memcached or the save path has {memcached_port}, else 0]
+#   MEMCACHED_MEMORY   memcached's cache size in MB (-m) [64]
 #   POD_LISTEN         unix | tcp: pods listen on a unix socket or a loopback port
 #                      [unix; tcp when the socket path would be too long]
 #   REDIS_PORT         redis port [a free one]
+#   MEMCACHED_PORT     memcached port [a free one]
 #   NGINX_PORT         nginx port [a free one]
-#   STACK_USER         only when run as root: user the php-fpm workers and nginx
-#                      workers run as [root]; e.g. www-data (it must be able to read
-#                      deploy/local/www)
+#   NGINX_CONNECTIONS  nginx worker_connections (a proxied request holds two) [4096]
+#   STACK_USER         only when run as root: user the php-fpm workers, nginx workers
+#                      and memcached run as [root]; e.g. www-data (it must be able to
+#                      read deploy/local/www and reach $STACK_DIR)
 #   READY_TIMEOUT      seconds to wait for each readiness condition [30]
-#   PHP_FPM, PHP_CLI, NGINX, REDIS_SERVER, REDIS_CLI   binaries
-#                      [php-fpm8.2, php8.2, nginx, redis-server, redis-cli]
+#   PHP_FPM, PHP_CLI, NGINX, REDIS_SERVER, REDIS_CLI, MEMCACHED_SERVER   binaries
+#                      [php-fpm8.2, php8.2, nginx, redis-server, redis-cli, memcached]
+#
+# Endpoints (deploy/local/www): / (demo page), hello.php (no session),
+# healthz.php (readiness), bench/{counter,read,big,slow}.php (see their headers);
+# every pod answers with an "X-Pod: <pod>" header.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -140,6 +185,11 @@ owned_pid() {
       cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || cwd=""
       [[ "$cmdline" == *redis* && "$cwd" == "$STACK_DIR/redis" ]] || return 0
       ;;
+    memcached)
+      # started in its state dir by start_memcached
+      cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || cwd=""
+      [[ "$cmdline" == *memcached* && "$cwd" == "$STACK_DIR/memcached" ]] || return 0
+      ;;
     *)
       # php-fpm: "php-fpm: master process (<conf>)"; nginx: "nginx: master process ... -c <conf>"
       [[ "$cmdline" == *"$STACK_DIR/"* ]] || return 0
@@ -240,8 +290,27 @@ free_port() {
   printf '%s\n' "$port"
 }
 
+# pid_listens PID PORT: PID holds the socket listening on 127.0.0.1:PORT. A
+# server that daemonizes (or is started in the background) before it binds is
+# alive for a moment even when the port is taken, and then whoever holds the
+# port would answer our readiness probe.
+pid_listens() {
+  local pid=$1 want inode
+  want=$(printf '0100007F:%04X' "$2")
+  # /proc/net/tcp: sl local_address rem_address st(0A = LISTEN) ... inode
+  inode=$(awk -v a="$want" '$2 == a && $4 == "0A" { print $10; exit }' /proc/net/tcp 2>/dev/null)
+  [[ -n "$inode" ]] || return 1
+  local fd
+  for fd in /proc/"$pid"/fd/*; do
+    [[ "$(readlink "$fd" 2>/dev/null)" == "socket:[$inode]" ]] && return 0
+  done
+  return 1
+}
+
 redis_ready() {
-  [[ -n "$(owned_pid redis "$STACK_DIR/redis/redis.pid")" ]] &&
+  local pid
+  pid=$(owned_pid redis "$STACK_DIR/redis/redis.pid")
+  [[ -n "$pid" ]] && pid_listens "$pid" "$REDIS_PORT" &&
     [[ "$("$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
 }
 
@@ -278,6 +347,63 @@ start_redis() {
     log "redis failed to start on port $REDIS_PORT (attempt $attempt); trying another port"
   done
   die "redis failed to start (see $dir/redis.log)"
+}
+
+memcached_ready() {
+  local pid reply
+  pid=$(owned_pid memcached "$STACK_DIR/memcached/memcached.pid")
+  [[ -n "$pid" ]] && pid_listens "$pid" "$MEMCACHED_PORT" || return 1
+  reply=$(
+    exec 3<>"/dev/tcp/127.0.0.1/$MEMCACHED_PORT" || exit 1
+    printf 'version\r\n' >&3
+    IFS= read -r -t 2 line <&3 || exit 1
+    printf '%s\n' "$line"
+  ) 2>/dev/null || return 1
+  [[ "$reply" == VERSION* ]]
+}
+
+memcached_dead() {
+  local pid
+  pid=$(read_pidfile "$STACK_DIR/memcached/memcached.pid")
+  [[ -z "$pid" ]] || ! pid_running "$pid"
+}
+
+start_memcached() {
+  local dir="$STACK_DIR/memcached" attempt fixed=${MEMCACHED_PORT:-} user_args=() i pid
+  mkdir -p "$dir"
+  if [[ "$(id -u)" -eq 0 ]]; then
+    # memcached refuses to run as root without -u.
+    user_args=(-u "$STACK_USER")
+  fi
+  for attempt in 1 2 3 4 5; do
+    MEMCACHED_PORT=${fixed:-$(free_port)}
+    [[ "$MEMCACHED_PORT" != 11211 ]] || die "refusing to use port 11211 (the system memcached)"
+    # Not -d -P: a daemonized memcached that cannot write its pidfile (as
+    # STACK_USER) keeps running without one, and nothing could stop it. In the
+    # background instead, its PID is $!, and we write the pidfile. Its working
+    # directory is $dir, which owned_pid checks. -U 0: no UDP.
+    (
+      cd "$dir"
+      exec nohup "$MEMCACHED_SERVER" "${user_args[@]}" -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 \
+        -m "$MEMCACHED_MEMORY" </dev/null >>"$dir/memcached.log" 2>&1
+    ) &
+    pid=$!
+    printf '%s\n' "$pid" >"$dir/memcached.pid"
+    # Ready once it answers "version"; give up early if it exited (port taken).
+    for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
+      memcached_ready && {
+        log "memcached ready on 127.0.0.1:$MEMCACHED_PORT (pid $pid)"
+        return 0
+      }
+      memcached_dead && break
+      sleep 0.1
+    done
+    memcached_dead || die "memcached did not answer within ${READY_TIMEOUT}s (see $dir/memcached.log)"
+    tail -n 3 "$dir/memcached.log" >&2 || true
+    [[ -z "$fixed" ]] || die "memcached failed to start on port $fixed (see $dir/memcached.log)"
+    log "memcached failed to start on port $MEMCACHED_PORT (attempt $attempt); trying another port"
+  done
+  die "memcached failed to start (see $dir/memcached.log)"
 }
 
 # ini_quote VALUE -> a double-quoted php-fpm ini value
@@ -317,10 +443,32 @@ catch_workers_output = yes
 decorate_workers_output = no
 access.log = $dir/access.log
 php_admin_value[session.save_handler] = $(ini_quote "$SESSION_HANDLER")
-php_admin_value[session.save_path] = $(ini_quote "$SESSION_SAVE_PATH_RESOLVED")
+php_admin_value[session.save_path] = $(ini_quote "$(pod_save_path "$pod")")
 php_admin_flag[log_errors] = on
 php_admin_value[error_log] = $dir/php-error.log
 EOF
+}
+
+# pod_save_path POD -> session.save_path for POD: the ports substituted at
+# `up`, and "{pod}" replaced by the pod's name.
+pod_save_path() {
+  printf '%s\n' "${SESSION_SAVE_PATH_RESOLVED//\{pod\}/$1}"
+}
+
+# The files handler needs its directories: the part of the save path after
+# any "N;" or "N;MODE;" prefix.
+make_session_dirs() {
+  [[ "$SESSION_HANDLER" == files ]] || return 0
+  local pod path
+  for pod in $(pod_names); do
+    path=$(pod_save_path "$pod")
+    path=${path##*;}
+    [[ -n "$path" ]] || continue
+    mkdir -p "$path"
+    if [[ "$(id -u)" -eq 0 && "$STACK_USER" != root ]]; then
+      chown "$STACK_USER:$STACK_GROUP" "$path"
+    fi
+  done
 }
 
 fpm_args() {
@@ -328,9 +476,7 @@ fpm_args() {
   if [[ "$(id -u)" -eq 0 && "$STACK_USER" == root ]]; then
     FPM_ARGS+=(--allow-to-run-as-root)
   fi
-  if [[ -n "$PHP_EXTENSION" ]]; then
-    FPM_ARGS+=(-d "extension=$PHP_EXTENSION")
-  fi
+  FPM_ARGS+=("${PHP_BASE_ARGS[@]}" "${EXT_ARGS[@]}")
   local kv
   for kv in ${PHP_DEFINES:-}; do
     FPM_ARGS+=(-d "$kv")
@@ -399,11 +545,12 @@ write_nginx_conf() {
 # generated by deploy/local/stack.sh -- edits are overwritten by the next "up"
 $user_line
 worker_processes 1;
+worker_rlimit_nofile $((NGINX_CONNECTIONS * 2 + 64));
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
 
 events {
-    worker_connections 512;
+    worker_connections $NGINX_CONNECTIONS;
 }
 
 http {
@@ -532,15 +679,57 @@ wait_all_pods() {
   die "not every pod answered through nginx within ${READY_TIMEOUT}s (seen:${SEEN_PODS:- none})"
 }
 
-# Loading a missing/broken .so only warns at startup; catch it before the pods start.
-check_extension() {
-  [[ -n "$PHP_EXTENSION" ]] || return 0
-  [[ -f "$PHP_EXTENSION" ]] || die "extension not found: $PHP_EXTENSION (build it: make build)"
-  local out
-  out=$("$PHP_FPM" -d "extension=$PHP_EXTENSION" -m 2>&1) || die "php-fpm -m failed: $out"
-  if grep -qiE 'unable to load|warning|fatal' <<<"$out"; then
-    printf '%s\n' "$out" | grep -iE 'unable to load|warning|fatal' >&2
-    die "php-fpm cannot load $PHP_EXTENSION"
+# resolve_extensions: PHP_EXTENSION (space-separated) -> EXT_LIST. A word with
+# a "/" (or naming a file here) is a path, made absolute and required to
+# exist; any other word is a name PHP looks up in its extension_dir.
+resolve_extensions() {
+  local e
+  EXT_LIST=()
+  for e in $PHP_EXTENSION; do
+    if [[ "$e" == */* || -f "$e" ]]; then
+      [[ "$e" == /* ]] || e="$PWD/$e"
+      if [[ ! -f "$e" ]]; then
+        [[ "$e" != */libstickless_php.so ]] || die "extension not found: $e (build it: make build)"
+        die "extension not found: $e"
+      fi
+    fi
+    EXT_LIST+=("$e")
+  done
+}
+
+# Loading a missing/broken .so only warns at startup; catch it before the pods
+# start. Load the extensions one by one, in order, on top of the ini files:
+# one the ini files already load is dropped ("Module already loaded" is a
+# startup warning too); any other warning is fatal. -> EXT_ARGS
+check_extensions() {
+  local e out
+  EXT_ARGS=()
+  EXT_LIST_LOADED=""
+  for e in "${EXT_LIST[@]}"; do
+    out=$("$PHP_FPM" "${PHP_BASE_ARGS[@]}" "${EXT_ARGS[@]}" -d "extension=$e" -m 2>&1) ||
+      die "php-fpm -m failed with extension $e: $out"
+    if grep -qi 'already loaded' <<<"$out"; then
+      log "extension $e is already loaded by PHP's ini files; not loading it again"
+      continue
+    fi
+    if grep -qiE 'unable to load|warning|fatal' <<<"$out"; then
+      printf '%s\n' "$out" | grep -iE 'unable to load|warning|fatal' >&2
+      if grep -q 'undefined symbol' <<<"$out"; then
+        log "an extension that $e needs (e.g. igbinary) must come before it in PHP_EXTENSION"
+      fi
+      die "php-fpm cannot load $e${EXT_ARGS[*]:+ after ${EXT_ARGS[*]}}"
+    fi
+    EXT_ARGS+=(-d "extension=$e")
+    EXT_LIST_LOADED+="$e "
+  done
+  # The handler must be registered by now, or every session_start will fail.
+  case "$SESSION_HANDLER" in
+    files | user) return 0 ;;
+  esac
+  out=$("$PHP_FPM" "${PHP_BASE_ARGS[@]}" "${EXT_ARGS[@]}" -i 2>&1) || die "php-fpm -i failed: $out"
+  if ! grep -qE "^Registered save handlers => .*\b$SESSION_HANDLER\b" <<<"$out"; then
+    log "$(grep -E '^Registered save handlers' <<<"$out" || echo 'no session module')"
+    die "no loaded extension registers session.save_handler '$SESSION_HANDLER' (set PHP_EXTENSION)"
   fi
 }
 
@@ -549,6 +738,7 @@ check_extension() {
 is_anything_running() {
   [[ -n "$(owned_pid redis "$STACK_DIR/redis/redis.pid")" ]] && return 0
   [[ -n "$(owned_pid nginx "$STACK_DIR/nginx/nginx.pid")" ]] && return 0
+  [[ -n "$(owned_pid memcached "$STACK_DIR/memcached/memcached.pid")" ]] && return 0
   local f
   for f in "$STACK_DIR"/pods/*/php-fpm.pid; do
     [[ -e "$f" ]] || continue
@@ -569,21 +759,53 @@ cmd_up() {
   fi
   SESSION_HANDLER=${SESSION_HANDLER:-stickless}
   SESSION_PREFIX=${SESSION_PREFIX:-demo:}
-  if [[ "$SESSION_HANDLER" == stickless ]]; then
-    PHP_EXTENSION=${PHP_EXTENSION-$REPO_ROOT/target/release/libstickless_php.so}
-  else
-    PHP_EXTENSION=${PHP_EXTENSION-}
-  fi
-  if [[ -n "$PHP_EXTENSION" && "$PHP_EXTENSION" != /* ]]; then
-    PHP_EXTENSION="$PWD/$PHP_EXTENSION"
-  fi
+  [[ "$SESSION_HANDLER" =~ ^[A-Za-z0-9_]+$ ]] || die "SESSION_HANDLER must be a handler name, not '$SESSION_HANDLER'"
+  # Unset = the handler's default; set but empty = load nothing.
+  case "$SESSION_HANDLER" in
+    stickless) PHP_EXTENSION=${PHP_EXTENSION-$REPO_ROOT/target/release/libstickless_php.so} ;;
+    # phpredis and php-memcached are built against igbinary (and msgpack):
+    # without the ini files those must be loaded first.
+    redis) PHP_EXTENSION=${PHP_EXTENSION-igbinary redis} ;;
+    memcached) PHP_EXTENSION=${PHP_EXTENSION-igbinary msgpack memcached} ;;
+    *) PHP_EXTENSION=${PHP_EXTENSION-} ;;
+  esac
+  PHP_NO_INI=${PHP_NO_INI:-0}
+  PHP_BASE_ARGS=()
+  case "$PHP_NO_INI" in
+    0) ;;
+    1) PHP_BASE_ARGS=(-n) ;;
+    *) die "PHP_NO_INI must be 0 or 1" ;;
+  esac
   local save_path=${SESSION_SAVE_PATH:-}
   if [[ -z "$save_path" ]]; then
     case "$SESSION_HANDLER" in
       stickless) save_path="redis://127.0.0.1:{redis_port}/0?prefix=$SESSION_PREFIX" ;;
       redis) save_path="tcp://127.0.0.1:{redis_port}?prefix=$SESSION_PREFIX" ;;
+      memcached) save_path="127.0.0.1:{memcached_port}" ;;
+      # One directory per pod: what "sessions on local disk" means once
+      # there is more than one server.
+      files) save_path="$STACK_DIR/sessions/{pod}" ;;
       *) die "no default session.save_path for handler '$SESSION_HANDLER'; set SESSION_SAVE_PATH" ;;
     esac
+  fi
+  local default_memcached=0
+  if [[ "$SESSION_HANDLER" == memcached || "$save_path" == *"{memcached_port}"* ]]; then
+    default_memcached=1
+  fi
+  MEMCACHED=${MEMCACHED:-$default_memcached}
+  [[ "$MEMCACHED" == 0 || "$MEMCACHED" == 1 ]] || die "MEMCACHED must be 0 or 1"
+  if [[ "$MEMCACHED" == 0 && "$save_path" == *"{memcached_port}"* ]]; then
+    die "SESSION_SAVE_PATH uses {memcached_port} but MEMCACHED=0"
+  fi
+  MEMCACHED_MEMORY=${MEMCACHED_MEMORY:-64}
+  [[ "$MEMCACHED_MEMORY" =~ ^[1-9][0-9]*$ ]] || die "MEMCACHED_MEMORY must be a number of MB"
+  if [[ "$MEMCACHED" == 1 ]]; then
+    MEMCACHED_SERVER=$(find_bin "${MEMCACHED_SERVER:-}" memcached) ||
+      die "memcached not found (run scripts/install-deps.sh)"
+  fi
+  NGINX_CONNECTIONS=${NGINX_CONNECTIONS:-4096}
+  if ! [[ "$NGINX_CONNECTIONS" =~ ^[0-9]+$ ]] || ((NGINX_CONNECTIONS < 16)); then
+    die "NGINX_CONNECTIONS must be >= 16"
   fi
   STACK_USER=${STACK_USER:-root}
   if [[ "$(id -u)" -eq 0 ]]; then
@@ -598,21 +820,36 @@ cmd_up() {
   if is_anything_running; then
     die "a stack is already running in $STACK_DIR; run '$0 down' first"
   fi
-  check_extension
+  resolve_extensions
+  check_extensions
   fpm_args
 
   # Fresh state (only our own sub-directories: STACK_DIR itself may be shared).
   mkdir -p "$STACK_DIR"
-  rm -rf "$STACK_DIR/redis" "$STACK_DIR/pods" "$STACK_DIR/nginx" "$STATE_FILE"
+  rm -rf "$STACK_DIR/redis" "$STACK_DIR/memcached" "$STACK_DIR/pods" "$STACK_DIR/nginx" \
+    "$STACK_DIR/sessions" "$STATE_FILE"
+  # Workers running as STACK_USER reach their sockets, pidfiles and session
+  # directories through STACK_DIR (a mktemp -d one is 0700).
+  if [[ "$(id -u)" -eq 0 && "$STACK_USER" != root ]] && command -v runuser >/dev/null 2>&1; then
+    runuser -u "$STACK_USER" -- test -x "$STACK_DIR" -a -r "$WWW_DIR/hello.php" ||
+      die "STACK_USER $STACK_USER cannot reach $STACK_DIR or read $WWW_DIR (chmod o+x the directories on the way)"
+  fi
 
   # From here on, a failure or Ctrl-C tears down whatever was started.
   trap 'rc=$?; trap - EXIT INT TERM; if ((rc != 0)); then log "up failed; tearing down"; cmd_down || true; fi; exit $rc' EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
 
-  log "state dir $STACK_DIR; handler $SESSION_HANDLER${PHP_EXTENSION:+; extension $PHP_EXTENSION}"
+  log "state dir $STACK_DIR; handler $SESSION_HANDLER${EXT_ARGS[*]:+; ${EXT_ARGS[*]}}${PHP_BASE_ARGS[*]:+; php-fpm ${PHP_BASE_ARGS[*]}}"
   start_redis
+  MEMCACHED_PORT_STATE=""
+  if [[ "$MEMCACHED" == 1 ]]; then
+    start_memcached
+    MEMCACHED_PORT_STATE=$MEMCACHED_PORT
+  fi
   SESSION_SAVE_PATH_RESOLVED=${save_path//\{redis_port\}/$REDIS_PORT}
+  SESSION_SAVE_PATH_RESOLVED=${SESSION_SAVE_PATH_RESOLVED//\{memcached_port\}/$MEMCACHED_PORT_STATE}
+  make_session_dirs
   start_pods
   start_nginx
   wait_all_pods
@@ -622,12 +859,15 @@ cmd_up() {
 # written by deploy/local/stack.sh up
 URL='$URL'
 REDIS_PORT='$REDIS_PORT'
+MEMCACHED_PORT='$MEMCACHED_PORT_STATE'
 NGINX_PORT='$NGINX_PORT'
 POD_LIST='${POD_LIST% }'
 POD_LISTENS='${POD_LISTENS% }'
 SESSION_HANDLER='$SESSION_HANDLER'
 SESSION_SAVE_PATH='$SESSION_SAVE_PATH_RESOLVED'
 PHP_EXTENSION='$PHP_EXTENSION'
+PHP_EXTENSION_LOADED='${EXT_LIST_LOADED% }'
+PHP_NO_INI='$PHP_NO_INI'
 EOF
   trap - EXIT INT TERM
   log "up: ${PODS} pods x ${FPM_WORKERS} workers behind nginx; session.save_handler=$SESSION_HANDLER"
@@ -648,6 +888,7 @@ cmd_down() {
     # SIGQUIT: graceful; workers finish their request, then master exits.
     stop_component "$pod" fpm "$f" QUIT || rc=1
   done
+  stop_component memcached memcached "$STACK_DIR/memcached/memcached.pid" TERM || rc=1
   stop_component redis redis "$STACK_DIR/redis/redis.pid" TERM || rc=1
   rm -f "$STATE_FILE" "$STACK_DIR"/pods/*/php-fpm.sock
   if ((rc == 0)); then
@@ -671,10 +912,21 @@ cmd_status() {
   total=$((total + 1))
   pid=$(owned_pid redis "$STACK_DIR/redis/redis.pid")
   if [[ -n "$pid" && "$("$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; then
-    printf '%-8s up    pid %-7s 127.0.0.1:%s\n' redis "$pid" "$REDIS_PORT"
+    printf '%-9s up    pid %-7s 127.0.0.1:%s\n' redis "$pid" "$REDIS_PORT"
     up=$((up + 1))
   else
-    printf '%-8s DOWN  pid %-7s 127.0.0.1:%s\n' redis "${pid:--}" "$REDIS_PORT"
+    printf '%-9s DOWN  pid %-7s 127.0.0.1:%s\n' redis "${pid:--}" "$REDIS_PORT"
+  fi
+
+  if [[ -n "${MEMCACHED_PORT:-}" ]]; then
+    total=$((total + 1))
+    pid=$(owned_pid memcached "$STACK_DIR/memcached/memcached.pid")
+    if [[ -n "$pid" ]] && memcached_ready; then
+      printf '%-9s up    pid %-7s 127.0.0.1:%s\n' memcached "$pid" "$MEMCACHED_PORT"
+      up=$((up + 1))
+    else
+      printf '%-9s DOWN  pid %-7s 127.0.0.1:%s\n' memcached "${pid:--}" "$MEMCACHED_PORT"
+    fi
   fi
 
   local listens i=0
@@ -684,10 +936,10 @@ cmd_status() {
     f="$STACK_DIR/pods/$pod/php-fpm.pid"
     pid=$(owned_pid fpm "$f")
     if [[ -n "$pid" ]]; then
-      printf '%-8s up    pid %-7s %s\n' "$pod" "$pid" "${listens[i]}"
+      printf '%-9s up    pid %-7s %s\n' "$pod" "$pid" "${listens[i]}"
       up=$((up + 1))
     else
-      printf '%-8s DOWN  pid %-7s %s\n' "$pod" - "${listens[i]}"
+      printf '%-9s DOWN  pid %-7s %s\n' "$pod" - "${listens[i]}"
     fi
     i=$((i + 1))
   done
@@ -695,12 +947,12 @@ cmd_status() {
   total=$((total + 1))
   pid=$(owned_pid nginx "$STACK_DIR/nginx/nginx.pid")
   if [[ -n "$pid" ]] && curl -fsS -o /dev/null --max-time 2 "${URL}hello.php" 2>/dev/null; then
-    printf '%-8s up    pid %-7s %s\n' nginx "$pid" "$URL"
+    printf '%-9s up    pid %-7s %s\n' nginx "$pid" "$URL"
     up=$((up + 1))
   else
-    printf '%-8s DOWN  pid %-7s %s\n' nginx "${pid:--}" "$URL"
+    printf '%-9s DOWN  pid %-7s %s\n' nginx "${pid:--}" "$URL"
   fi
-  echo "handler: $SESSION_HANDLER  save_path: $SESSION_SAVE_PATH${PHP_EXTENSION:+  extension: $PHP_EXTENSION}"
+  echo "handler: $SESSION_HANDLER  save_path: $SESSION_SAVE_PATH${PHP_EXTENSION:+  extension: $PHP_EXTENSION}${PHP_NO_INI:+  no_ini: $PHP_NO_INI}"
 
   if ((up == total)); then
     return 0

@@ -15,6 +15,7 @@ if (!$ok) {
     $body['error'] = error_get_last()['message'] ?? 'unknown error';
     http_response_code(503);
 }
+header('X-Pod: ' . $pod);
 header('Cache-Control: no-store');
 header('Content-Type: application/json; charset=utf-8');
 echo json_encode($body, JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_SLASHES), "\n";
