@@ -6,7 +6,9 @@
 #   make up      build + start the local stack (deploy/local/stack.sh up); prints the URL
 #   make down    stop the local stack
 #   make status  show the local stack
-#   make test    build + the workspace tests
+#   make test    build + the workspace tests + bench-smoke
+#   make bench   the multi-pod load benchmark, every handler side by side -> target/bench/
+#   make bench-smoke  the same for a few seconds per handler (part of make test)
 #   make bench-cycle  µs per session_start+write cycle: stickless vs phpredis (locking on)
 #   make fuzz    every fuzz target for 60 s (scripts/fuzz.sh; installs cargo-fuzz)
 #   make fuzz-smoke  the same for 10 s each (CI)
@@ -19,7 +21,7 @@
 
 EXT := target/release/libstickless_php.so
 
-.PHONY: all deps build demo up down status test bench-cycle fuzz fuzz-smoke fmt lint
+.PHONY: all deps build demo up down status test bench bench-smoke bench-cycle fuzz fuzz-smoke fmt lint
 
 all: build
 
@@ -44,6 +46,13 @@ status:
 
 test: build
 	cargo test --workspace --release
+	$(MAKE) bench-smoke
+
+bench: build
+	cargo run --release -p stickless-bench -- $(BENCH_ARGS)
+
+bench-smoke: build
+	cargo run --release -p stickless-bench -- --smoke --out target/bench-smoke
 
 bench-cycle: build
 	bash benches/cli-cycle.sh
