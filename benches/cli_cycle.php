@@ -5,8 +5,12 @@
 $n = (int)($argv[1] ?? 2000);
 ini_set('session.use_cookies', '0');
 ini_set('session.cache_limiter', '');
-$id = 'benchsession' . bin2hex(random_bytes(10));
-$check = 0;
+// The session is created the way a first request creates it: strict mode
+// (stickless's default) adopts no ID a client makes up.
+session_start();
+$id = session_id();
+$_SESSION['n'] = 0;
+session_write_close();
 $t = hrtime(true);
 for ($i = 0; $i < $n; $i++) {
     session_id($id);
