@@ -88,6 +88,7 @@ extern "C" fn request_startup(_ty: i32, _module_number: i32) -> i32 {
 
 /// After every RSHUTDOWN, so the session module has flushed first.
 unsafe extern "C" fn post_deactivate() -> i32 {
+    read_and_close::reset();
     let _ = std::panic::catch_unwind(hooks::finish_request);
     ffi::SUCCESS
 }

@@ -29,6 +29,13 @@ pub fn requested() -> bool {
     REQUESTED.with(Cell::get)
 }
 
+/// Forgets the option at the end of a request: a `session_start()` that
+/// bailed out (a fatal error inside it) never got to clear it, and a stale
+/// flag would make the next request read without locking.
+pub fn reset() {
+    REQUESTED.with(|r| r.set(false));
+}
+
 /// Wraps `session_start`. MINIT only, after the session extension started.
 pub fn install() -> Result<(), String> {
     const NAME: &str = "session_start";
