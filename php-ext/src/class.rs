@@ -17,8 +17,8 @@ use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
 use stickless::Config;
 
-use crate::handler::{Handler, Warning};
-use crate::{ffi, guard, ini, warn};
+use crate::handler::{Handler, Warning, reported};
+use crate::{ffi, guard, ini};
 
 /// A PHP `string|false`: session data (bytes, not necessarily UTF-8) or a
 /// failure PHP turns into "Failed to read session data".
@@ -60,13 +60,7 @@ fn bytes(zv: &Zval) -> Vec<u8> {
 }
 
 fn report(r: Result<(), Warning>) -> bool {
-    match r {
-        Ok(()) => true,
-        Err(Warning(w)) => {
-            warn(&w);
-            false
-        }
-    }
+    reported(r).is_some()
 }
 
 fn option_value(zv: &Zval) -> Option<String> {
@@ -118,13 +112,7 @@ impl SessionHandler {
 
     pub fn read(&mut self, id: &Zval) -> DataOrFalse {
         let id = bytes(id);
-        DataOrFalse(guard(None, || match self.inner.read(&id) {
-            Ok(data) => Some(data),
-            Err(Warning(w)) => {
-                warn(&w);
-                None
-            }
-        }))
+        DataOrFalse(guard(None, || reported(self.inner.read(&id))))
     }
 
     pub fn write(&mut self, id: &Zval, data: &Zval) -> bool {

@@ -13,6 +13,18 @@ use crate::stats::{self, ERRORS, LOCK_TIMEOUTS, LOCK_WAITS, REQUESTS};
 #[derive(Debug)]
 pub struct Warning(pub String);
 
+/// The value of `r`, or None after emitting its warning: how every hook
+/// and method reports a failed step to PHP.
+pub fn reported<T>(r: Result<T, Warning>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(Warning(w)) => {
+            crate::warn(&w);
+            None
+        }
+    }
+}
+
 impl From<Error> for Warning {
     fn from(e: Error) -> Self {
         match &e {

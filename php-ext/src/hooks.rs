@@ -11,7 +11,7 @@ use ext_php_rs::types::ZendStr;
 use stickless::Config;
 
 use crate::ffi::{FAILURE, ModData, PsModule, SUCCESS, ZendResult};
-use crate::handler::{Handler, Warning};
+use crate::handler::{Handler, Warning, reported};
 use crate::{guard, ini, warn};
 
 thread_local! {
@@ -56,12 +56,10 @@ fn with_handler<T: Copy>(fallback: T, f: impl FnOnce(&mut Handler) -> T) -> T {
 }
 
 fn result(r: Result<(), Warning>) -> ZendResult {
-    match r {
-        Ok(()) => SUCCESS,
-        Err(Warning(w)) => {
-            warn(&w);
-            FAILURE
-        }
+    if reported(r).is_some() {
+        SUCCESS
+    } else {
+        FAILURE
     }
 }
 
@@ -133,16 +131,13 @@ unsafe extern "C" fn read(
 ) -> ZendResult {
     // SAFETY: PHP passes a live key.
     let id = unsafe { bytes(key) };
-    with_handler(FAILURE, |h| match h.read(id) {
-        Ok(data) => {
+    with_handler(FAILURE, |h| match reported(h.read(id)) {
+        Some(data) => {
             // SAFETY: PHP passes a writable out-pointer and takes ownership.
             unsafe { *val = ZendStr::new(&data, false).into_raw().cast() };
             SUCCESS
         }
-        Err(Warning(w)) => {
-            warn(&w);
-            FAILURE
-        }
+        None => FAILURE,
     })
 }
 

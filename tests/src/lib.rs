@@ -75,6 +75,24 @@ pub fn new_session(url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// Every command the Redis server on `port` executes, one MONITOR line each,
+/// read on a thread of its own until the receiver is dropped.
+pub fn monitor(port: u16) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("MONITOR connects");
+    stream.write_all(b"MONITOR\r\n").expect("MONITOR sent");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// PHP's own test runner, from php8.2-dev.
 pub fn run_tests_php() -> PathBuf {
     let api = Command::new("php-config")

@@ -3,13 +3,10 @@
 //! lock, corrupt and undecryptable values, oversize writes, Redis down) with
 //! known IDs, and scans everything that came out.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use stickless::{SessionId, SessionKeys};
-use stickless_e2e::{RedisServer, php_session};
+use stickless_e2e::{RedisServer, monitor, php_session};
 
 const IDS: [&str; 3] = [
     "leakcheckfirstsession0123456789",
@@ -41,21 +38,6 @@ $h->read($c); $h->write($c, str_repeat('x', 100));
         b = IDS[1],
         c = IDS[2],
     )
-}
-
-fn monitor(port: u16) -> mpsc::Receiver<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("monitor connects");
-    stream.write_all(b"MONITOR\r\n").expect("MONITOR sent");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 fn run(url: &str, code: &str) -> String {

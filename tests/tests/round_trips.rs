@@ -2,12 +2,10 @@
 //! every command a client sends; commands run inside our scripts show as
 //! `lua` and are not round trips), and checks the session ID never shows.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use stickless_e2e::{RedisServer, new_session, php_session};
+use stickless_e2e::{RedisServer, monitor, new_session, php_session};
 
 struct Monitor {
     lines: mpsc::Receiver<String>,
@@ -19,19 +17,8 @@ struct Monitor {
 
 impl Monitor {
     fn attach(redis: &RedisServer) -> Self {
-        let mut stream = TcpStream::connect(("127.0.0.1", redis.port())).expect("monitor connects");
-        stream.write_all(b"MONITOR\r\n").expect("MONITOR sent");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         let mut monitor = Self {
-            lines,
+            lines: monitor(redis.port()),
             marker: redis.client(),
             next: 0,
             ids: Vec::new(),
