@@ -76,8 +76,7 @@ fn ttl(maxlifetime: zend_long) -> Duration {
 
 fn configure(save_path: &str) -> Result<Config, Warning> {
     crate::masking::mask(save_path, stickless::config::redact(save_path));
-    let settings = ini::settings().map_err(|e| Warning(format!("ini: {e}")))?;
-    Config::parse_with(save_path, settings).map_err(|e| Warning(e.to_string()))
+    ini::config(save_path)
 }
 
 unsafe extern "C" fn open(

@@ -9,7 +9,11 @@ use ext_php_rs::ffi::{
 use ext_php_rs::flags::IniEntryPermission;
 use ext_php_rs::types::ZendStr;
 use ext_php_rs::zend::IniEntryDef;
-use stickless::Settings;
+use std::cell::RefCell;
+
+use stickless::{Config, Settings};
+
+use crate::handler::Warning;
 use stickless::config::{ConfigError, DEFAULTS, SECRET_OPTIONS, redact, redact_option};
 
 use crate::ffi;
@@ -145,11 +149,53 @@ pub fn long(name: &str) -> i64 {
 /// The settings from `stickless.*` ini values, before the save_path query
 /// overrides them.
 pub fn settings() -> Result<Settings, ConfigError> {
+    settings_from(&raw_values())
+}
+
+/// The `stickless.*` ini values as written, in `DEFAULTS` order.
+fn raw_values() -> Vec<Option<String>> {
+    DEFAULTS
+        .iter()
+        .map(|(name, _)| string(&format!("stickless.{name}")))
+        .collect()
+}
+
+fn settings_from(raw: &[Option<String>]) -> Result<Settings, ConfigError> {
     let mut settings = Settings::default();
-    for (name, _) in DEFAULTS {
-        if let Some(value) = string(&format!("stickless.{name}")) {
-            settings.set(name, &value)?;
+    for ((name, _), value) in DEFAULTS.iter().zip(raw) {
+        if let Some(value) = value {
+            settings.set(name, value)?;
         }
     }
     Ok(settings)
+}
+
+thread_local! {
+    /// The last configuration built, with what it was built from.
+    static LAST: RefCell<Option<(String, Vec<Option<String>>, Config)>> =
+        const { RefCell::new(None) };
+}
+
+/// The configuration for `save_path` and the current `stickless.*` ini
+/// values. Built once per distinct input in a worker: parsing reads
+/// `file:` secrets and decodes keys, which has no place on every request.
+/// (A worker therefore sees a changed secret file when it restarts.)
+pub fn config(save_path: &str) -> Result<Config, Warning> {
+    let raw = raw_values();
+    let cached = LAST.with(|last| {
+        let last = last.try_borrow().ok()?;
+        let (path, values, config) = last.as_ref()?;
+        (path == save_path && *values == raw).then(|| config.clone())
+    });
+    if let Some(config) = cached {
+        return Ok(config);
+    }
+    let settings = settings_from(&raw).map_err(|e| Warning(format!("ini: {e}")))?;
+    let config = Config::parse_with(save_path, settings).map_err(|e| Warning(e.to_string()))?;
+    LAST.with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            *last = Some((save_path.to_owned(), raw, config.clone()));
+        }
+    });
+    Ok(config)
 }

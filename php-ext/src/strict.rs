@@ -6,8 +6,6 @@
 use ext_php_rs::ffi::zend_string;
 use ext_php_rs::types::ZendStr;
 
-use stickless::Config;
-
 use crate::{ffi, ini};
 
 /// `ZEND_INI_USER` and `ZEND_INI_STAGE_RUNTIME`: the change is undone at the
@@ -23,9 +21,7 @@ pub fn enforce_for_native_handler() {
     }
     let save_path = ini::string("session.save_path").unwrap_or_default();
     // A bad configuration is reported when the session opens.
-    if let Ok(settings) = ini::settings()
-        && let Ok(config) = Config::parse_with(&save_path, settings)
-    {
+    if let Ok(config) = ini::config(&save_path) {
         enforce(config.settings.strict_mode);
     }
 }
