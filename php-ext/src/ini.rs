@@ -170,10 +170,15 @@ fn settings_from(raw: &[Option<String>]) -> Result<Settings, ConfigError> {
     Ok(settings)
 }
 
+/// The last configuration built, with what it was built from.
+struct Built {
+    save_path: String,
+    raw: Vec<Option<String>>,
+    config: Config,
+}
+
 thread_local! {
-    /// The last configuration built, with what it was built from.
-    static LAST: RefCell<Option<(String, Vec<Option<String>>, Config)>> =
-        const { RefCell::new(None) };
+    static LAST: RefCell<Option<Built>> = const { RefCell::new(None) };
 }
 
 /// The configuration for `save_path` and the current `stickless.*` ini
@@ -184,8 +189,8 @@ pub fn config(save_path: &str) -> Result<Config, Warning> {
     let raw = raw_values();
     let cached = LAST.with(|last| {
         let last = last.try_borrow().ok()?;
-        let (path, values, config) = last.as_ref()?;
-        (path == save_path && *values == raw).then(|| config.clone())
+        let built = last.as_ref()?;
+        (built.save_path == save_path && built.raw == raw).then(|| built.config.clone())
     });
     if let Some(config) = cached {
         return Ok(config);
@@ -194,7 +199,11 @@ pub fn config(save_path: &str) -> Result<Config, Warning> {
     let config = Config::parse_with(save_path, settings).map_err(|e| Warning(e.to_string()))?;
     LAST.with(|last| {
         if let Ok(mut last) = last.try_borrow_mut() {
-            *last = Some((save_path.to_owned(), raw, config.clone()));
+            *last = Some(Built {
+                save_path: save_path.to_owned(),
+                raw,
+                config: config.clone(),
+            });
         }
     });
     Ok(config)
