@@ -1096,3 +1096,19 @@ fn waiters_beyond_max_waiters_are_refused_at_once() {
     }
     assert_eq!(stored(&mut holder, &id).payload, b"012");
 }
+
+// ---------------------------------------------------------------- unix sockets
+
+#[test]
+fn unix_socket_urls_reach_the_same_server() {
+    let server = RedisServer::start();
+    let id = sid("over-unix");
+    let mut unix =
+        Store::new(Config::parse(&format!("{}?db=0&prefix=t:", server.unix_url())).unwrap());
+    let (lease, _, _) = locked(unix.lock(&id, OpenMode::CreateIfMissing).unwrap());
+    unix.commit(lease, b"via unix".to_vec(), TTL).unwrap();
+    // Written over the socket, read over TCP: one server, one session.
+    let mut tcp = store(&server, "");
+    assert_eq!(stored(&mut tcp, &id).payload, b"via unix");
+    assert!(unix.config().server.to_string().starts_with("unix://"));
+}

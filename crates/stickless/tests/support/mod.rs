@@ -90,6 +90,10 @@ impl RedisServer {
         if let Some(password) = password {
             cmd.args(["--requirepass", password]);
         }
+        // Every server also listens on a Unix socket in its own directory.
+        cmd.arg("--unixsocket")
+            .arg(dir.path().join("redis.sock"))
+            .args(["--unixsocketperm", "700"]);
         let child = cmd
             .arg("--dir")
             .arg(dir.path())
@@ -146,6 +150,11 @@ impl RedisServer {
         con.set_read_timeout(Some(timeout))?;
         con.set_write_timeout(Some(timeout))?;
         Ok(con)
+    }
+
+    /// `unix:///<dir>/redis.sock`, the same server over its Unix socket.
+    pub fn unix_url(&self) -> String {
+        format!("unix://{}", self.dir.path().join("redis.sock").display())
     }
 
     /// `redis://[:password@]127.0.0.1:<port>/0`, without options.
