@@ -92,6 +92,11 @@ impl Handler {
         }
     }
 
+    /// Round trips made so far by this handler's store.
+    pub fn round_trips(&self) -> u64 {
+        self.store.round_trips()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         self.store.config()

@@ -103,8 +103,8 @@ unsafe extern "C" fn info(module: *mut ModuleEntry) {
             None => "not opened in this worker yet".to_owned(),
         };
         info_table_row!("Server in force", server);
-        for (name, value) in stats::rows() {
-            info_table_row!(name, value.to_string());
+        for (label, _, value) in stats::rows() {
+            info_table_row!(label, value.to_string());
         }
         info_table_end!();
     });
@@ -112,11 +112,24 @@ unsafe extern "C" fn info(module: *mut ModuleEntry) {
     unsafe { ffi::display_ini_entries(module.cast()) };
 }
 
+/// This worker's counters: `sessions_opened`, `lock_waits`,
+/// `lock_timeouts`, `errors` and `round_trips` (the native handler's).
+#[php_function]
+pub fn stickless_stats() -> ext_php_rs::boxed::ZBox<ext_php_rs::types::ZendHashTable> {
+    let mut table = ext_php_rs::types::ZendHashTable::new();
+    for (_, key, value) in stats::rows() {
+        // Inserting an int under a short string key cannot fail.
+        let _ = table.insert(key, i64::try_from(value).unwrap_or(i64::MAX));
+    }
+    table
+}
+
 #[php_module]
 #[php(startup = startup)]
 pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
     module
         .name("stickless")
+        .function(wrap_function!(stickless_stats))
         .request_startup_function(request_startup)
         .post_deactivate_function(post_deactivate)
         .info_function(info)

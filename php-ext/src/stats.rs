@@ -12,11 +12,18 @@ pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Relaxed);
 }
 
-pub fn rows() -> [(&'static str, u64); 4] {
+/// (phpinfo label, stickless_stats() key, value) for every counter of this
+/// worker. Round trips are the native handler's.
+pub fn rows() -> [(&'static str, &'static str, u64); 5] {
     [
-        ("Sessions opened", REQUESTS.load(Relaxed)),
-        ("Lock waits", LOCK_WAITS.load(Relaxed)),
-        ("Lock timeouts", LOCK_TIMEOUTS.load(Relaxed)),
-        ("Errors", ERRORS.load(Relaxed)),
+        ("Sessions opened", "sessions_opened", REQUESTS.load(Relaxed)),
+        ("Lock waits", "lock_waits", LOCK_WAITS.load(Relaxed)),
+        (
+            "Lock timeouts",
+            "lock_timeouts",
+            LOCK_TIMEOUTS.load(Relaxed),
+        ),
+        ("Errors", "errors", ERRORS.load(Relaxed)),
+        ("Round trips", "round_trips", crate::hooks::round_trips()),
     ]
 }

@@ -49,8 +49,14 @@ impl Monitor {
     }
 
     /// Runs one PHP request and returns the commands it sent (not lua's).
-    fn request(&mut self, url: &str, ini: &[&str], code: &str) -> Vec<String> {
-        let mut cmd = php_session(url, code);
+    /// Runs one request; returns the commands Redis saw from it and the
+    /// round trips the worker counted (pipelined commands share one).
+    fn request(&mut self, url: &str, ini: &[&str], code: &str) -> (Vec<String>, u64) {
+        let code = format!(
+            "{code} if (session_status() === PHP_SESSION_ACTIVE) session_write_close(); \
+             echo stickless_stats()['round_trips'];"
+        );
+        let mut cmd = php_session(url, &code);
         for setting in ini {
             cmd.args(["-d", setting]);
         }
@@ -60,6 +66,10 @@ impl Monitor {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let round_trips = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("the round-trip counter");
         let lines = self.mark();
         for line in &lines {
             for id in &self.ids {
@@ -69,7 +79,7 @@ impl Monitor {
                 );
             }
         }
-        lines
+        let commands = lines
             .into_iter()
             .filter(|l| !l.contains(" lua] ") && !l.contains("\"PING\""))
             .map(|l| {
@@ -77,9 +87,14 @@ impl Monitor {
                     cmd.split(' ').next().unwrap_or("").to_owned()
                 })
             })
-            .collect()
+            .collect();
+        (commands, round_trips)
     }
 }
+
+/// What a request is, its extra ini settings, its PHP code, the commands
+/// Redis must see from it, and its round trips.
+type Case<'a> = (&'a str, &'a [&'a str], String, &'a [&'a str], u64);
 
 /// A session as a first request creates it (strict mode is on by default).
 fn session(mon: &mut Monitor, url: &str) -> String {
@@ -110,55 +125,69 @@ fn each_request_kind_costs_its_documented_round_trips() {
     }
 
     let sid = session(&mut mon, &url);
-    let cases: Vec<(&str, &[&str], String, &[&str])> = vec![
+    // The lock is taken with a plain SET NX pipelined with the GET of the
+    // data (one round trip, no script); the write is one script.
+    const LOCKED: &[&str] = &["\"SET\"", "\"GET\"", "\"EVALSHA\""];
+    let cases: Vec<Case> = vec![
         (
             "new session, no cookie: one SET NX",
             &[],
             "session_start(); $_SESSION['a'] = 1;".to_owned(),
             &["\"SET\""],
+            1,
         ),
         (
             "locked request with changed data (strict mode, the default, adds nothing)",
             &[],
             format!("{} $_SESSION['n']++;", start(&sid)),
-            &["\"EVALSHA\"", "\"EVALSHA\""],
+            LOCKED,
+            2,
         ),
         (
             "unchanged data (lazy_write): touch+release",
             &[],
             start(&sid),
-            &["\"EVALSHA\"", "\"EVALSHA\""],
+            LOCKED,
+            2,
         ),
         (
-            "strict mode off: the same two",
+            "strict mode off: the same",
             &["stickless.strict_mode=0"],
             format!("{} $_SESSION['n']++;", start(&sid)),
-            &["\"EVALSHA\"", "\"EVALSHA\""],
+            LOCKED,
+            2,
         ),
         (
             "read_and_close: one GET, no lock",
             &[],
             read_and_close(&sid),
             &["\"GET\""],
+            1,
         ),
         (
             "read_and_close with strict mode off: one GET",
             &["stickless.strict_mode=0"],
             read_and_close(&sid),
             &["\"GET\""],
+            1,
         ),
         (
             "session_destroy costs one",
             &[],
             format!("{} session_destroy();", start(&sid)),
-            &["\"EVALSHA\"", "\"EVALSHA\""],
+            LOCKED,
+            2,
         ),
     ];
     let mut report = Vec::new();
-    for (what, ini, code, expected) in cases {
-        let sent = mon.request(&url, ini, &code);
-        report.push(format!("{what}: {} ({})", sent.len(), sent.join(" ")));
+    for (what, ini, code, expected, round_trips) in cases {
+        let (sent, counted) = mon.request(&url, ini, &code);
+        report.push(format!(
+            "{what}: {counted} round trips ({})",
+            sent.join(" ")
+        ));
         assert_eq!(sent, expected, "{what}");
+        assert_eq!(counted, round_trips, "{what}");
     }
     println!("{}", report.join("\n"));
 }
