@@ -8,7 +8,8 @@
 //!
 //! | step        | script        | round trips |
 //! |-------------|---------------|-------------|
-//! | open        | `ACQUIRE`     | 1 (+1 per hand-off while waiting) |
+//! | open, lock free | none: `SET NX PX` + `GET`, pipelined | 1 |
+//! | open, lock held | `ACQUIRE` | 1 more (+1 per hand-off while waiting) |
 //! | write       | `COMMIT`      | 1 |
 //! | unchanged   | `TOUCH`       | 1 |
 //! | close/abort | `RELEASE`     | 1 (0 when the write already released) |
