@@ -1,6 +1,6 @@
 //! The measurements: throughput and latency with one session per
 //! connection; correctness with several requests of one user in flight;
-//! round trips per request seen through MONITOR.
+//! commands sent per request seen through MONITOR.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -226,10 +226,10 @@ async fn user(port: u16, path: &str, increments: u32, in_flight: u32) -> Result<
     })
 }
 
-/// Top-level Redis commands per request of `path`, seen through MONITOR
+/// Redis commands clients send per request of `path`, seen through MONITOR
 /// over `requests` sequential requests of one session. Commands run inside
-/// scripts (`lua`) are not round trips.
-pub async fn round_trips(port: u16, redis_port: u16, path: &str, requests: u32) -> Result<f64> {
+/// scripts (`lua`) are not counted; pipelined commands are, one each.
+pub async fn commands_sent(port: u16, redis_port: u16, path: &str, requests: u32) -> Result<f64> {
     let mut stream =
         StdTcpStream::connect(("127.0.0.1", redis_port)).context("MONITOR connects")?;
     stream.write_all(b"MONITOR\r\n")?;

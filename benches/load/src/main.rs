@@ -216,8 +216,8 @@ async fn measure(
         }
         None => (None, None),
     };
-    let round_trips = if handler.redis {
-        Some(load::round_trips(stack.port, stack.redis_port, &path, 20).await?)
+    let sent = if handler.redis {
+        Some(load::commands_sent(stack.port, stack.redis_port, &path, 20).await?)
     } else {
         None
     };
@@ -227,7 +227,7 @@ async fn measure(
         round,
         throughput,
         redis_commands_per_request: commands,
-        redis_round_trips_per_request: round_trips,
+        redis_commands_sent_per_request: sent,
         redis_cpu_us_per_request: redis_cpu,
         fpm_cpu_us_per_request: fpm_cpu as f64 / requests,
         worker_pss_kib: metrics::mean_pss_kib(&workers),

@@ -19,7 +19,10 @@ pub struct EndpointRun {
     pub round: u32,
     pub throughput: Throughput,
     pub redis_commands_per_request: Option<f64>,
-    pub redis_round_trips_per_request: Option<f64>,
+    /// Commands clients sent (MONITOR, scripts' own commands excluded);
+    /// pipelined commands share a round trip, so this bounds round trips
+    /// from above.
+    pub redis_commands_sent_per_request: Option<f64>,
     pub redis_cpu_us_per_request: Option<f64>,
     pub fpm_cpu_us_per_request: f64,
     pub worker_pss_kib: Option<u64>,
@@ -66,7 +69,7 @@ struct Summary {
     p99: f64,
     failed: u64,
     commands: Option<f64>,
-    round_trips: Option<f64>,
+    sent: Option<f64>,
     redis_cpu: Option<f64>,
     fpm_cpu: f64,
     pss_mib: Option<f64>,
@@ -111,7 +114,7 @@ impl Report {
                             .map(|r| r.throughput.failed + r.throughput.errors)
                             .sum(),
                         commands: pick(&|r| r.redis_commands_per_request),
-                        round_trips: pick(&|r| r.redis_round_trips_per_request),
+                        sent: pick(&|r| r.redis_commands_sent_per_request),
                         redis_cpu: pick(&|r| r.redis_cpu_us_per_request),
                         fpm_cpu: pick(&|r| Some(r.fpm_cpu_us_per_request)).unwrap_or(0.0),
                         pss_mib: pick(&|r| r.worker_pss_kib.map(|k| k as f64 / 1024.0)),
@@ -133,7 +136,7 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "| endpoint | handler | req/s | × {BASELINE} | p50 ms | p99 ms | failed | Redis cmds/req | round trips/req | Redis CPU µs/req | × {BASELINE} | php-fpm CPU µs/req | worker PSS MiB |"
+            "| endpoint | handler | req/s | × {BASELINE} | p50 ms | p99 ms | failed | Redis cmds run/req | cmds sent/req | Redis CPU µs/req | × {BASELINE} | php-fpm CPU µs/req | worker PSS MiB |"
         );
         let _ = writeln!(
             md,
@@ -161,7 +164,7 @@ impl Report {
                     s.p99,
                     s.failed,
                     opt(s.commands, 1),
-                    opt(s.round_trips, 1),
+                    opt(s.sent, 1),
                     opt(s.redis_cpu, 1),
                     opt(cpu_ratio, 2),
                     s.fpm_cpu,
