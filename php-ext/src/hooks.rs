@@ -140,6 +140,24 @@ unsafe extern "C" fn read(
     })
 }
 
+/// A step that stores `data` for `id` with a lifetime (write, touch).
+type Store = fn(&mut Handler, &[u8], &[u8], Duration) -> Result<(), Warning>;
+
+/// The shared body of the write and update_timestamp hooks.
+///
+/// # Safety
+/// `key` and `val` must be live zend_strings for the duration of the call.
+unsafe fn store(
+    key: *mut zend_string,
+    val: *mut zend_string,
+    maxlifetime: zend_long,
+    step: Store,
+) -> ZendResult {
+    // SAFETY: see the function contract.
+    let (id, data) = unsafe { (bytes(key), bytes(val)) };
+    with_handler(FAILURE, |h| result(step(h, id, data, ttl(maxlifetime))))
+}
+
 unsafe extern "C" fn write(
     _mod_data: ModData,
     key: *mut zend_string,
@@ -147,8 +165,7 @@ unsafe extern "C" fn write(
     maxlifetime: zend_long,
 ) -> ZendResult {
     // SAFETY: PHP passes live strings.
-    let (id, data) = unsafe { (bytes(key), bytes(val)) };
-    with_handler(FAILURE, |h| result(h.write(id, data, ttl(maxlifetime))))
+    unsafe { store(key, val, maxlifetime, Handler::write) }
 }
 
 unsafe extern "C" fn update_timestamp(
@@ -158,8 +175,7 @@ unsafe extern "C" fn update_timestamp(
     maxlifetime: zend_long,
 ) -> ZendResult {
     // SAFETY: PHP passes live strings.
-    let (id, data) = unsafe { (bytes(key), bytes(val)) };
-    with_handler(FAILURE, |h| result(h.touch(id, data, ttl(maxlifetime))))
+    unsafe { store(key, val, maxlifetime, Handler::touch) }
 }
 
 unsafe extern "C" fn destroy(_mod_data: ModData, key: *mut zend_string) -> ZendResult {
