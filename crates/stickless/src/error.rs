@@ -144,6 +144,19 @@ pub enum Error {
         session: String,
     },
 
+    /// `durability=replica`: no replica acknowledged the write in time. The
+    /// primary applied it, but it may be lost if the primary fails now.
+    #[error(
+        "write to session {session} reached the primary but no replica acknowledged it within {} ms (durability=replica); check the replicas' link to the primary",
+        waited.as_millis()
+    )]
+    NotReplicated {
+        /// Hashed session key.
+        session: String,
+        /// How long the write waited for a replica.
+        waited: Duration,
+    },
+
     /// Redis answered something this protocol does not expect.
     #[error("unexpected reply from Redis: {0}")]
     Protocol(String),

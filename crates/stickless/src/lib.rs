@@ -33,6 +33,7 @@
 #![warn(missing_docs)]
 
 mod blocking;
+pub mod cluster;
 pub mod config;
 mod crypto;
 mod envelope;
@@ -44,7 +45,7 @@ mod session;
 mod token;
 
 pub use blocking::Store;
-pub use config::{Config, ConfigError, OnLockTimeout, Settings};
+pub use config::{Config, ConfigError, Durability, OnLockTimeout, Settings};
 pub use crypto::{KeyRing, KeyRingError};
 pub use envelope::Envelope;
 pub use error::{CorruptKind, Error, InvalidSessionId, LostReason};

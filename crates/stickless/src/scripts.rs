@@ -18,7 +18,7 @@
 
 use std::sync::LazyLock;
 
-use redis::{Script, Value};
+use redis::{Cmd, Connection, ErrorKind, RedisResult, Script, ServerErrorKind, ToRedisArgs, Value};
 
 use crate::error::{Error, LostReason};
 
@@ -82,11 +82,19 @@ redis.call('PEXPIRE', KEYS[3], ARGV[5])
 return {2, redis.call('PTTL', KEYS[2])}
 ";
 
-/// KEYS: data, lock, queue. ARGV: token, envelope, data_ttl_ms, wake_prefix, claim_ms.
+/// KEYS: data, lock, queue.
+/// ARGV: token, envelope, data_ttl_ms, wake_prefix, claim_ms, resent.
 /// Reply: `{1}` written and released, `{0, 'expired'|'taken'}` refused.
+///
+/// A resent commit (its first send got no reply) may find its own write
+/// already applied: the lock is then gone, and the stored value is
+/// byte-for-byte the envelope sent, which no other write can produce (it
+/// carries a fresh timestamp and, encrypted, a fresh nonce). Only a resend
+/// pays for that comparison.
 const COMMIT: &str = r"
 local owner = redis.call('GET', KEYS[2])
 if owner ~= ARGV[1] then
+  if ARGV[6] == '1' and redis.call('GET', KEYS[1]) == ARGV[2] then return {1} end
   if owner then return {0, 'taken'} end
   return {0, 'expired'}
 end
@@ -153,6 +161,70 @@ pub(crate) static TOUCH_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_handoff
 pub(crate) static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_handoff(RELEASE));
 pub(crate) static DESTROY_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_handoff(DESTROY));
 pub(crate) static ABANDON_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_handoff(ABANDON));
+
+/// One script call: `EVALSHA`, loading the script first wherever the
+/// server does not know it yet (a node that joined or was promoted since).
+pub(crate) struct Call {
+    script: &'static Script,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl Call {
+    pub(crate) fn new(script: &'static Script) -> Self {
+        Self {
+            script,
+            keys: Vec::with_capacity(3),
+            args: Vec::with_capacity(8),
+        }
+    }
+
+    pub(crate) fn key(mut self, key: impl ToRedisArgs) -> Self {
+        self.keys.extend(key.to_redis_args());
+        self
+    }
+
+    pub(crate) fn arg(mut self, arg: impl ToRedisArgs) -> Self {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+
+    fn cmd(&self) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.get_hash())
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        cmd
+    }
+
+    /// Runs the script, then `then` in the same round trip when given (the
+    /// `WAIT` of a durable write), and returns both replies.
+    pub(crate) fn run(
+        &self,
+        con: &mut Connection,
+        then: Option<&Cmd>,
+    ) -> RedisResult<(Value, Value)> {
+        let send = |con: &mut Connection| -> RedisResult<(Value, Value)> {
+            match then {
+                None => Ok((self.cmd().query(con)?, Value::Nil)),
+                Some(then) => redis::pipe()
+                    .add_command(self.cmd())
+                    .add_command(then.clone())
+                    .query(con),
+            }
+        };
+        match send(con) {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                // Nothing ran: a script the server does not know is refused
+                // before any effect.
+                self.script.load(con)?;
+                send(con)
+            }
+            other => other,
+        }
+    }
+}
 
 /// Reply of `ACQUIRE`.
 #[derive(Debug, Clone, PartialEq, Eq)]

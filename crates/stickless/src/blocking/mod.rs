@@ -1,28 +1,36 @@
-//! The blocking driver: one `redis::Connection` per process, opened lazily on
+//! The blocking driver: one `redis::Connection` per node, opened lazily on
 //! first use and reopened after `fork()` or a failure. This is what the PHP
 //! extension uses; a php-fpm worker serves one request at a time, so a pool
 //! or a runtime would only add cost.
+//!
+//! [`Store`] speaks the session protocol; `link` decides where each step
+//! goes (standalone, Sentinel, Cluster) and what to do when it fails.
+
+mod connect;
+mod link;
 
 use std::time::{Duration, Instant};
 
-use redis::{Client, Connection, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
+use redis::{Cmd, Value};
 
-use crate::config::{Config, Endpoint, Topology};
+use crate::cluster::slot;
+use crate::config::{Config, Durability, Topology};
 use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::keys::SessionKeys;
 use crate::scripts::{
-    ABANDON_SCRIPT, ACQUIRE_SCRIPT, AcquireReply, COMMIT_SCRIPT, DESTROY_SCRIPT, DestroyReply,
-    FencedReply, RELEASE_SCRIPT, TOUCH_SCRIPT,
+    ABANDON_SCRIPT, ACQUIRE_SCRIPT, AcquireReply, COMMIT_SCRIPT, Call, DESTROY_SCRIPT,
+    DestroyReply, FencedReply, RELEASE_SCRIPT, TOUCH_SCRIPT,
 };
 use crate::session::{Lease, Loaded, OpenMode, Opened, check_size, now_ms};
 use crate::token::LockToken;
 use crate::{OnLockTimeout, SessionId};
+use link::{Link, Ran};
 
 /// Shortest BLPOP wait Redis accepts without meaning "forever".
 const MIN_BLOCK: Duration = Duration::from_millis(1);
 
-/// A session store over one blocking connection.
+/// A session store over blocking connections.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -39,31 +47,23 @@ const MIN_BLOCK: Duration = Duration::from_millis(1);
 /// ```
 pub struct Store {
     config: Config,
-    conn: Option<Live>,
-    /// Round trips sent so far (each step, each resend).
-    round_trips: u64,
+    link: Link,
     /// Tokens whose request gave up on an unreachable or hung server. The
     /// server may still run their last script after the client stopped
     /// waiting (it was in its receive buffer), leaving a lock or a queue
-    /// entry nobody owns; the next request clears them first.
+    /// entry nobody owns; a later request clears them first.
     orphans: Vec<(SessionKeys, LockToken)>,
 }
 
 /// More abandoned tokens than this are left to their leases.
 const MAX_ORPHANS: usize = 16;
 
-struct Live {
-    pid: u32,
-    con: Connection,
-}
-
 impl Store {
-    /// A store for `config`. Does no I/O: the connection opens on first use.
+    /// A store for `config`. Does no I/O: connections open on first use.
     pub fn new(config: Config) -> Self {
         Self {
+            link: Link::new(&config),
             config,
-            conn: None,
-            round_trips: 0,
             orphans: Vec::new(),
         }
     }
@@ -73,18 +73,16 @@ impl Store {
         &self.config
     }
 
-    /// Switches to `config`, keeping the connection when the server, the
+    /// Switches to `config`, keeping the connections when the server, the
     /// credentials and the database are the same.
     pub fn reconfigure(&mut self, config: Config) {
-        if config.server != self.config.server {
-            self.conn = None;
-        }
+        self.link.reconfigure(&config);
         self.config = config;
     }
 
     /// Round trips to Redis this store has made (for statistics and tests).
     pub fn round_trips(&self) -> u64 {
-        self.round_trips
+        self.link.round_trips()
     }
 
     /// The keys of `id` under this store's prefix.
@@ -95,8 +93,8 @@ impl Store {
     /// Locks `id` and reads it in one round trip, waiting for other holders
     /// (woken in arrival order, no polling) for at most `lock_wait`.
     pub fn lock(&mut self, id: &SessionId, mode: OpenMode) -> Result<Opened, Error> {
-        self.settle_orphans()?;
         let keys = self.keys(id);
+        self.settle_orphans(&keys)?;
         let token = LockToken::random()?;
         match self.acquire(keys.clone(), token.clone(), mode) {
             Err(e @ Error::Unavailable { .. }) => {
@@ -127,8 +125,8 @@ impl Store {
         let mut queued = false;
         loop {
             let last_try = Instant::now() >= deadline;
-            let mut inv = ACQUIRE_SCRIPT.prepare_invoke();
-            inv.key(keys.data())
+            let call = Call::new(&ACQUIRE_SCRIPT)
+                .key(keys.data())
                 .key(keys.lock())
                 .key(keys.queue())
                 .arg(token.as_str())
@@ -140,7 +138,7 @@ impl Store {
                 .arg(ms(claim))
                 .arg(u8::from(queued))
                 .arg(max_waiters);
-            let reply = self.run(|con| inv.invoke::<Value>(con))?;
+            let reply = self.call(&keys, &call, None)?.value.0;
             match AcquireReply::parse(&reply)? {
                 AcquireReply::Acquired(stored) => {
                     let loaded = self.loaded(stored, &keys);
@@ -187,7 +185,7 @@ impl Store {
                         .min(Duration::from_millis(pttl_ms))
                         .min(claim)
                         .max(MIN_BLOCK);
-                    self.wait_for_wake(&wake, nap)?;
+                    self.wait_for_wake(&keys, &wake, nap)?;
                 }
             }
         }
@@ -199,7 +197,9 @@ impl Store {
     /// does not cross into Lua. `None` when the lock is held: the caller
     /// queues through the `ACQUIRE` script. (A newcomer cannot overtake
     /// queued waiters: a releasing request hands the lock straight to the
-    /// oldest one, so it is never free while anyone waits.)
+    /// oldest one, so it is never free while anyone waits.) Resending is
+    /// safe: a `SET NX` that landed makes the lock ours, which `ACQUIRE`
+    /// then recognises by the token.
     fn take_free_lock(
         &mut self,
         keys: &SessionKeys,
@@ -208,18 +208,21 @@ impl Store {
     ) -> Result<Option<Opened>, Error> {
         let (lock, data) = (keys.lock(), keys.data());
         let ttl = ms(self.config.settings.lock_ttl);
-        let (taken, stored): (Value, Option<Vec<u8>>) = self.run(|con| {
-            redis::pipe()
-                .cmd("SET")
-                .arg(&lock)
-                .arg(token.as_str())
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl)
-                .cmd("GET")
-                .arg(&data)
-                .query(con)
-        })?;
+        let (taken, stored): (Value, Option<Vec<u8>>) = self
+            .link
+            .run(slot(keys.tag()), |con| {
+                redis::pipe()
+                    .cmd("SET")
+                    .arg(&lock)
+                    .arg(token.as_str())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl)
+                    .cmd("GET")
+                    .arg(&data)
+                    .query(con)
+            })?
+            .value;
         if taken == Value::Nil {
             return Ok(None);
         }
@@ -237,12 +240,17 @@ impl Store {
         }))
     }
 
-    /// Reads `id` without locking: one round trip.
+    /// Reads `id` without locking: one round trip, always from the primary.
     pub fn load(&mut self, id: &SessionId) -> Result<Loaded, Error> {
-        self.settle_orphans()?;
         let keys = self.keys(id);
+        self.settle_orphans(&keys)?;
         let key = keys.data();
-        let stored: Option<Vec<u8>> = self.run(|con| redis::cmd("GET").arg(&key).query(con))?;
+        let stored: Option<Vec<u8>> = self
+            .link
+            .run(slot(keys.tag()), |con| {
+                redis::cmd("GET").arg(&key).query(con)
+            })?
+            .value;
         Ok(self.loaded(stored, &keys))
     }
 
@@ -250,7 +258,10 @@ impl Store {
     /// hands it to the next waiter), in one round trip.
     ///
     /// A payload over `max_size` is refused without touching the stored
-    /// value; the lock is released all the same.
+    /// value; the lock is released all the same. A commit whose reply was
+    /// lost is sent again only where the script can tell: a resend finds
+    /// either its lock still held (not applied: apply it now) or its own
+    /// envelope stored (applied: done).
     pub fn commit(&mut self, lease: Lease, payload: Vec<u8>, ttl: Duration) -> Result<(), Error> {
         if let Err(too_large) = check_size(&lease.keys, &payload, self.config.settings.max_size) {
             // The refusal is what the caller must hear about; a failed
@@ -266,65 +277,91 @@ impl Store {
             }
         };
         let claim = self.claim_window();
-        let mut inv = COMMIT_SCRIPT.prepare_invoke();
-        inv.key(lease.keys.data())
-            .key(lease.keys.lock())
-            .key(lease.keys.queue())
+        let keys = &lease.keys;
+        let first = Call::new(&COMMIT_SCRIPT)
+            .key(keys.data())
+            .key(keys.lock())
+            .key(keys.queue())
             .arg(lease.token.as_str())
-            .arg(envelope)
+            .arg(envelope.as_slice())
             .arg(ms(ttl))
-            .arg(lease.keys.wake_prefix())
+            .arg(keys.wake_prefix())
             .arg(ms(claim));
-        self.fenced(&lease, |con| inv.invoke(con))
+        let resend = Call::new(&COMMIT_SCRIPT)
+            .key(keys.data())
+            .key(keys.lock())
+            .key(keys.queue())
+            .arg(lease.token.as_str())
+            .arg(envelope.as_slice())
+            .arg(ms(ttl))
+            .arg(keys.wake_prefix())
+            .arg(ms(claim))
+            .arg(1);
+        let wait = self.replica_wait();
+        let ran = self.fenced_run(
+            &lease,
+            |attempt| if attempt == 0 { &first } else { &resend },
+            wait.as_ref(),
+        )?;
+        self.replicated(&lease.keys, &ran)?;
+        fenced_reply(&lease, &ran.value.0, false)
     }
 
     /// Extends the stored value's lifetime and releases the lock: the step for
     /// an unchanged session, in one round trip.
     pub fn touch(&mut self, lease: Lease, ttl: Duration) -> Result<(), Error> {
         let claim = self.claim_window();
-        let mut inv = TOUCH_SCRIPT.prepare_invoke();
-        inv.key(lease.keys.data())
-            .key(lease.keys.lock())
-            .key(lease.keys.queue())
+        let keys = &lease.keys;
+        let call = Call::new(&TOUCH_SCRIPT)
+            .key(keys.data())
+            .key(keys.lock())
+            .key(keys.queue())
             .arg(lease.token.as_str())
             .arg(ms(ttl))
-            .arg(lease.keys.wake_prefix())
+            .arg(keys.wake_prefix())
             .arg(ms(claim));
-        self.fenced(&lease, |con| inv.invoke(con))
+        let ran = self.fenced_run(&lease, |_| &call, None)?;
+        // A resent touch that finds the lock gone most likely ran the first
+        // time; either way the lock is not ours, which is what it is for.
+        fenced_reply(&lease, &ran.value.0, ran.retried)
     }
 
     /// Releases the lock without writing (session_abort, read_and_close).
     pub fn release(&mut self, lease: Lease) -> Result<(), Error> {
         let claim = self.claim_window();
-        let mut inv = RELEASE_SCRIPT.prepare_invoke();
-        inv.key(lease.keys.lock())
-            .key(lease.keys.queue())
+        let keys = &lease.keys;
+        let call = Call::new(&RELEASE_SCRIPT)
+            .key(keys.lock())
+            .key(keys.queue())
             .arg(lease.token.as_str())
-            .arg(lease.keys.wake_prefix())
+            .arg(keys.wake_prefix())
             .arg(ms(claim));
-        self.fenced(&lease, |con| inv.invoke(con))
+        let ran = self.fenced_run(&lease, |_| &call, None)?;
+        fenced_reply(&lease, &ran.value.0, ran.retried)
     }
 
     /// Deletes a session in one round trip, releasing `lease` if given.
     /// Refused while another request holds the lock.
     pub fn destroy(&mut self, id: &SessionId, lease: Option<Lease>) -> Result<(), Error> {
-        if lease.is_none() {
-            self.settle_orphans()?;
-        }
         let keys = lease
             .as_ref()
             .map_or_else(|| self.keys(id), |l| l.keys.clone());
+        if lease.is_none() {
+            self.settle_orphans(&keys)?;
+        }
         let token = lease.as_ref().map_or("", |l| l.token.as_str());
         let claim = self.claim_window();
-        let mut inv = DESTROY_SCRIPT.prepare_invoke();
-        inv.key(keys.data())
+        let call = Call::new(&DESTROY_SCRIPT)
+            .key(keys.data())
             .key(keys.lock())
             .key(keys.queue())
             .arg(token)
             .arg(keys.wake_prefix())
             .arg(ms(claim));
-        let reply = self.run(|con| inv.invoke::<Value>(con))?;
-        match DestroyReply::parse(&reply)? {
+        let wait = self.replica_wait();
+        let ran = self.call(&keys, &call, wait.as_ref())?;
+        self.replicated(&keys, &ran)?;
+        match DestroyReply::parse(&ran.value.0)? {
             DestroyReply::Done => Ok(()),
             DestroyReply::Locked => Err(Error::DestroyLocked {
                 session: keys.tag().to_owned(),
@@ -335,24 +372,122 @@ impl Store {
     /// Stores a brand-new session in one round trip, refusing to overwrite an
     /// existing one. Needs no lock: nobody else knows the new ID yet.
     pub fn create(&mut self, id: &SessionId, payload: Vec<u8>, ttl: Duration) -> Result<(), Error> {
-        self.settle_orphans()?;
         let keys = self.keys(id);
+        self.settle_orphans(&keys)?;
         check_size(&keys, &payload, self.config.settings.max_size)?;
         let envelope = self.seal(Envelope::new(payload, now_ms()), &keys)?;
-        let set: Value = self.run(|con| {
-            redis::cmd("SET")
-                .arg(keys.data())
-                .arg(envelope.as_slice())
-                .arg("PX")
-                .arg(ms(ttl))
-                .arg("NX")
-                .query(con)
-        })?;
-        match set {
+        let mut set = redis::cmd("SET");
+        set.arg(keys.data())
+            .arg(envelope.as_slice())
+            .arg("PX")
+            .arg(ms(ttl))
+            .arg("NX");
+        let wait = self.replica_wait();
+        let ran =
+            self.link
+                .run_waiting(slot(keys.tag()), self.wait_budget(), |con| match &wait {
+                    None => Ok((set.query::<Value>(con)?, Value::Nil)),
+                    Some(wait) => redis::pipe()
+                        .add_command(set.clone())
+                        .add_command(wait.clone())
+                        .query::<(Value, Value)>(con),
+                })?;
+        self.replicated(&keys, &ran)?;
+        match ran.value.0 {
+            Value::Nil if ran.retried => {
+                // The first send may have landed before its reply was lost:
+                // the stored value is then our envelope, byte for byte.
+                let key = keys.data();
+                let stored: Option<Vec<u8>> = self
+                    .link
+                    .run(slot(keys.tag()), |con| {
+                        redis::cmd("GET").arg(&key).query(con)
+                    })?
+                    .value;
+                if stored.as_deref() == Some(envelope.as_slice()) {
+                    Ok(())
+                } else {
+                    Err(Error::Collision {
+                        session: keys.tag().to_owned(),
+                    })
+                }
+            }
             Value::Nil => Err(Error::Collision {
                 session: keys.tag().to_owned(),
             }),
             _ => Ok(()),
+        }
+    }
+
+    /// Runs a script on the session's node (with `then` pipelined after it).
+    fn call(
+        &mut self,
+        keys: &SessionKeys,
+        call: &Call,
+        then: Option<&Cmd>,
+    ) -> Result<Ran<(Value, Value)>, Error> {
+        let wait = if then.is_some() {
+            self.wait_budget()
+        } else {
+            Duration::ZERO
+        };
+        self.link
+            .run_waiting(slot(keys.tag()), wait, |con| call.run(con, then))
+    }
+
+    /// Runs a fenced step; `pick(attempt)` chooses what each attempt sends.
+    /// A token whose step never got a reply is remembered for cleanup.
+    fn fenced_run<'c>(
+        &mut self,
+        lease: &Lease,
+        pick: impl Fn(usize) -> &'c Call,
+        then: Option<&Cmd>,
+    ) -> Result<Ran<(Value, Value)>, Error> {
+        let wait = if then.is_some() {
+            self.wait_budget()
+        } else {
+            Duration::ZERO
+        };
+        let mut attempt = 0;
+        let ran = self.link.run_waiting(slot(lease.keys.tag()), wait, |con| {
+            let call = pick(attempt);
+            attempt += 1;
+            call.run(con, then)
+        });
+        if let Err(Error::Unavailable { .. }) = &ran {
+            self.remember(lease.keys.clone(), lease.token.clone());
+        }
+        ran
+    }
+
+    /// `WAIT 1 <timeout_ms>` when writes must reach a replica.
+    fn replica_wait(&self) -> Option<Cmd> {
+        (self.config.settings.durability == Durability::Replica).then(|| {
+            let mut wait = redis::cmd("WAIT");
+            wait.arg(1).arg(ms(self.config.settings.timeout));
+            wait
+        })
+    }
+
+    /// How long the server may hold back a `WAIT` reply on purpose.
+    fn wait_budget(&self) -> Duration {
+        match self.config.settings.durability {
+            Durability::Replica => self.config.settings.timeout,
+            Durability::Primary => Duration::ZERO,
+        }
+    }
+
+    /// Checks the `WAIT` reply of a durable write.
+    fn replicated(&self, keys: &SessionKeys, ran: &Ran<(Value, Value)>) -> Result<(), Error> {
+        if self.config.settings.durability != Durability::Replica {
+            return Ok(());
+        }
+        match ran.value.1 {
+            Value::Int(n) if n >= 1 => Ok(()),
+            _ => Err(Error::NotReplicated {
+                session: keys.tag().to_owned(),
+                waited: self.config.settings.timeout,
+            }),
         }
     }
 
@@ -372,21 +507,32 @@ impl Store {
         self.orphans.push((keys, token));
     }
 
-    /// Clears what earlier failed requests may have left (see `orphans`).
-    /// A failure here is the caller's failure too: the server is still not
-    /// answering, and trying the caller's step as well would double the
-    /// time budget.
-    fn settle_orphans(&mut self) -> Result<(), Error> {
+    /// Clears what earlier failed requests may have left (see `orphans`)
+    /// on the node that `keys` lives on. A failure here is the caller's
+    /// failure too: that node is still not answering, and trying the
+    /// caller's step as well would double the time budget. On a cluster,
+    /// orphans on other nodes wait for a request that goes there (or for
+    /// their leases): a node that is down must not fail requests for the
+    /// others.
+    fn settle_orphans(&mut self, keys: &SessionKeys) -> Result<(), Error> {
         let claim = self.claim_window();
-        while let Some((keys, token)) = self.orphans.last().cloned() {
-            let mut inv = ABANDON_SCRIPT.prepare_invoke();
-            inv.key(keys.lock())
+        let here = slot(keys.tag());
+        let cluster = matches!(self.config.server.topology, Topology::Cluster(_));
+        let mut i = self.orphans.len();
+        while i > 0 {
+            i -= 1;
+            let (keys, token) = self.orphans[i].clone();
+            if cluster && slot(keys.tag()) != here {
+                continue;
+            }
+            let call = Call::new(&ABANDON_SCRIPT)
+                .key(keys.lock())
                 .key(keys.queue())
                 .arg(token.as_str())
                 .arg(keys.wake_prefix())
                 .arg(ms(claim));
-            self.run(|con| inv.invoke::<Value>(con))?;
-            self.orphans.pop();
+            self.call(&keys, &call, None)?;
+            self.orphans.remove(i);
         }
         Ok(())
     }
@@ -397,178 +543,33 @@ impl Store {
         (s.timeout * 2).min(s.lock_ttl)
     }
 
-    fn fenced(
+    /// Blocks until woken or `nap` passes. The server holds the reply back
+    /// for `nap` on purpose, so the reply budget grows by that much.
+    fn wait_for_wake(
         &mut self,
-        lease: &Lease,
-        step: impl FnMut(&mut Connection) -> redis::RedisResult<Value>,
+        keys: &SessionKeys,
+        wake: &str,
+        nap: Duration,
     ) -> Result<(), Error> {
-        let reply = match self.run(step) {
-            Ok(reply) => reply,
-            Err(e) => {
-                if matches!(e, Error::Unavailable { .. }) {
-                    self.remember(lease.keys.clone(), lease.token.clone());
-                }
-                return Err(e);
-            }
-        };
-        match FencedReply::parse(&reply)? {
-            FencedReply::Done => Ok(()),
-            FencedReply::Lost(reason) => Err(Error::LockLost {
-                session: lease.session().to_owned(),
-                reason,
-            }),
-        }
-    }
-
-    fn wait_for_wake(&mut self, wake: &str, nap: Duration) -> Result<(), Error> {
-        let timeout = self.config.settings.timeout;
         let secs = format!("{:.3}", nap.as_secs_f64());
-        self.run(|con| {
-            // The reply comes when woken or after `nap`: give the socket that
-            // long plus the normal reply budget, then restore it.
-            con.set_read_timeout(Some(nap + timeout))?;
-            let woken: redis::RedisResult<Value> =
-                redis::cmd("BLPOP").arg(wake).arg(&secs).query(con);
-            con.set_read_timeout(Some(timeout))?;
-            woken
+        self.link.run_waiting(slot(keys.tag()), nap, |con| {
+            redis::cmd("BLPOP").arg(wake).arg(&secs).query::<Value>(con)
         })?;
         Ok(())
     }
-
-    /// Runs one step on the live connection, connecting first if needed. Any
-    /// I/O failure drops the connection so the next step starts clean.
-    ///
-    /// A connection kept from an earlier request may have died meanwhile
-    /// (Redis restarted, an idle timeout, a failover behind a stable
-    /// address); its first use then fails with a dropped connection, and the
-    /// step is sent once more on a new one. Repeating a step never does
-    /// harm: the scripts are fenced by the lock token, and a repeated ACQUIRE
-    /// with the same token finds the lock already ours. (In the rare case
-    /// that the first send was applied before the connection died, a
-    /// repeated COMMIT reports the lock lost although the write landed.) A
-    /// timeout is never repeated: a hung server must cost at most the
-    /// configured budget.
-    fn run<T>(
-        &mut self,
-        mut step: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, Error> {
-        let started = Instant::now();
-        let pid = std::process::id();
-        if self.conn.as_ref().is_some_and(|live| live.pid != pid) {
-            // Inherited across fork(): the parent owns this socket. Forget it
-            // without a QUIT, which would close the parent's session too.
-            if let Some(live) = self.conn.take() {
-                std::mem::forget(live.con);
-            }
-        }
-        let mut reused = self.conn.is_some();
-        loop {
-            if self.conn.is_none() {
-                let con = self
-                    .connect()
-                    .map_err(|e| self.unavailable(&e, started, Phase::Connect))?;
-                self.conn = Some(Live { pid, con });
-            }
-            let Some(live) = self.conn.as_mut() else {
-                unreachable!("connected just above");
-            };
-            self.round_trips += 1;
-            match step(&mut live.con) {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    let broken = e.is_unrecoverable_error() || e.is_timeout() || e.is_io_error();
-                    if broken {
-                        self.conn = None;
-                    }
-                    if reused && broken && !e.is_timeout() {
-                        reused = false;
-                        continue;
-                    }
-                    return Err(self.unavailable(&e, started, Phase::Reply));
-                }
-            }
-        }
-    }
-
-    fn unavailable(&self, e: &redis::RedisError, started: Instant, phase: Phase) -> Error {
-        let s = &self.config.settings;
-        // The OS reports a socket timeout as EAGAIN ("Resource temporarily
-        // unavailable"); say what it means.
-        let cause = match phase {
-            _ if !e.is_timeout() => e.to_string(),
-            Phase::Connect => format!(
-                "could not connect within connect_timeout_ms ({} ms)",
-                s.connect_timeout.as_millis()
-            ),
-            Phase::Reply => format!(
-                "no reply within timeout_ms ({} ms); is the server hung or overloaded?",
-                s.timeout.as_millis()
-            ),
-        };
-        Error::Unavailable {
-            server: self.config.server.to_string(),
-            cause,
-            elapsed: started.elapsed(),
-        }
-    }
-
-    fn connect(&self) -> redis::RedisResult<Connection> {
-        let s = &self.config.settings;
-        let server = &self.config.server;
-        let addr = match &server.topology {
-            Topology::Standalone(Endpoint::Tcp { host, port, tls }) if *tls => {
-                install_crypto_provider();
-                ConnectionAddr::TcpTls {
-                    host: host.clone(),
-                    port: *port,
-                    insecure: false,
-                    tls_params: None,
-                }
-            }
-            Topology::Standalone(Endpoint::Tcp { host, port, .. }) => {
-                ConnectionAddr::Tcp(host.clone(), *port)
-            }
-            Topology::Standalone(Endpoint::Unix(path)) => ConnectionAddr::Unix(path.clone()),
-        };
-        let mut redis = RedisConnectionInfo::default()
-            .set_db(server.db)
-            .set_skip_set_lib_name();
-        if let Some(user) = &server.username {
-            redis = redis.set_username(user);
-        }
-        if let Some(password) = &server.password {
-            redis = redis.set_password(password.expose());
-        }
-        let info = addr.into_connection_info()?.set_redis_settings(redis);
-        let con = Client::open(info)?.get_connection_with_timeout(s.connect_timeout)?;
-        con.set_read_timeout(Some(s.timeout))?;
-        con.set_write_timeout(Some(s.timeout))?;
-        Ok(con)
-    }
 }
 
-impl Drop for Store {
-    /// A forked child that never used its inherited connection must not
-    /// close it in a way that could reach the parent's session.
-    fn drop(&mut self) {
-        if let Some(live) = self.conn.take()
-            && live.pid != std::process::id()
-        {
-            std::mem::forget(live.con);
-        }
+/// Reads a fenced step's reply. `lost_is_done` for steps whose purpose (not
+/// holding the lock) a lost lock fulfils when the step had to be resent.
+fn fenced_reply(lease: &Lease, reply: &Value, lost_is_done: bool) -> Result<(), Error> {
+    match FencedReply::parse(reply)? {
+        FencedReply::Done => Ok(()),
+        FencedReply::Lost(_) if lost_is_done => Ok(()),
+        FencedReply::Lost(reason) => Err(Error::LockLost {
+            session: lease.session().to_owned(),
+            reason,
+        }),
     }
-}
-
-/// Which part of a step failed, for the message.
-#[derive(Clone, Copy)]
-enum Phase {
-    Connect,
-    Reply,
-}
-
-fn install_crypto_provider() {
-    // Fails only when a provider is already installed, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn ms(d: Duration) -> u64 {
