@@ -16,6 +16,9 @@ use stickless::{
     Store,
 };
 use support::RedisServer;
+use support::cluster::RedisCluster;
+use support::deployment::{Client, Deployment};
+use support::sentinel::SentinelSet;
 
 /// Data TTL handed to commit/touch/create.
 const TTL: Duration = Duration::from_secs(60);
@@ -37,11 +40,11 @@ fn sid(name: &str) -> SessionId {
     SessionId::parse(&s).expect("test session ID is valid")
 }
 
-fn url(server: &RedisServer, query: &str) -> String {
+fn url(server: &dyn Deployment, query: &str) -> String {
     format!("{}?prefix=t:&{query}", server.url())
 }
 
-fn store(server: &RedisServer, query: &str) -> Store {
+fn store(server: &dyn Deployment, query: &str) -> Store {
     Store::new(Config::parse(&url(server, query)).expect("test URL parses"))
 }
 
@@ -84,21 +87,19 @@ fn wait_until(what: &str, budget: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn llen(con: &mut redis::Connection, key: &str) -> usize {
+fn llen(con: &mut Client, key: &str) -> usize {
     con.llen(key).expect("LLEN")
 }
 
-fn pttl(con: &mut redis::Connection, key: &str) -> i64 {
+fn pttl(con: &mut Client, key: &str) -> i64 {
     con.pttl(key).expect("PTTL")
 }
 
-fn all_keys(con: &mut redis::Connection) -> Vec<String> {
-    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(con).expect("KEYS");
-    keys.sort();
-    keys
+fn all_keys(con: &mut Client) -> Vec<String> {
+    con.all_keys()
 }
 
-fn raw_get(con: &mut redis::Connection, key: &str) -> Option<Vec<u8>> {
+fn raw_get(con: &mut Client, key: &str) -> Option<Vec<u8>> {
     con.get(key).expect("GET")
 }
 
@@ -107,7 +108,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Fails if the session ID shows in any key name or any key's value.
-fn assert_id_absent(con: &mut redis::Connection, id: &SessionId) {
+fn assert_id_absent(con: &mut Client, id: &SessionId) {
     let needle = id.expose().as_bytes();
     let keys = all_keys(con);
     assert!(
@@ -165,10 +166,8 @@ impl Waiter {
 
 // ---------------------------------------------------------------- round trip
 
-#[test]
-fn lock_then_commit_round_trips_payload() {
-    let server = RedisServer::start();
-    let mut store = store(&server, "");
+fn lock_then_commit_round_trips_payload(server: &dyn Deployment) {
+    let mut store = store(server, "");
     let id = sid("round-trip");
 
     let (lease, loaded, waited) = lock(&mut store, &id);
@@ -203,16 +202,14 @@ fn lock_then_commit_round_trips_payload() {
     assert_id_absent(&mut con, &id);
 }
 
-#[test]
-fn load_reads_without_locking_or_waiting() {
-    let server = RedisServer::start();
+fn load_reads_without_locking_or_waiting(server: &dyn Deployment) {
     let id = sid("load");
-    let mut holder = store(&server, "");
+    let mut holder = store(server, "");
     let (lease, _, _) = lock(&mut holder, &id);
     holder.commit(lease, b"v1".to_vec(), TTL).unwrap();
     let (lease, _, _) = lock(&mut holder, &id);
 
-    let mut reader = store(&server, "lock_wait_ms=5000");
+    let mut reader = store(server, "lock_wait_ms=5000");
     let started = Instant::now();
     assert_eq!(stored(&mut reader, &id).payload, b"v1");
     assert!(started.elapsed() < PROMPT, "load waited for the lock");
@@ -225,13 +222,11 @@ fn load_reads_without_locking_or_waiting() {
 
 // ---------------------------------------------------------------- lock TTLs
 
-#[test]
-fn every_lock_has_a_ttl() {
-    let server = RedisServer::start();
+fn every_lock_has_a_ttl(server: &dyn Deployment) {
     // claim window = min(2 * timeout_ms, lock_ttl_ms) = 400 ms here.
     let query = "lock_ttl_ms=5000&timeout_ms=200";
     let id = sid("lock-ttl");
-    let mut holder = store(&server, query);
+    let mut holder = store(server, query);
     let keys = holder.keys(&id);
     let mut con = server.client();
 
@@ -245,7 +240,7 @@ fn every_lock_has_a_ttl() {
     // A queued waiter's list expires too, and so does a handed-over lock
     // once its new owner has claimed it: with a full lease, not the claim window.
     let waiter = {
-        let mut store = store(&server, query);
+        let mut store = store(server, query);
         let id = id.clone();
         thread::spawn(move || {
             let (lease, _, _) = lock(&mut store, &id);
@@ -271,17 +266,15 @@ fn every_lock_has_a_ttl() {
     assert!(all_keys(&mut con).is_empty(), "{:?}", all_keys(&mut con));
 }
 
-#[test]
-fn abandoned_lock_is_taken_over_when_its_ttl_lapses() {
-    let server = RedisServer::start();
+fn abandoned_lock_is_taken_over_when_its_ttl_lapses(server: &dyn Deployment) {
     let query = "lock_ttl_ms=300&lock_wait_ms=5000";
     let id = sid("abandoned");
-    let mut crashed = store(&server, query);
+    let mut crashed = store(server, query);
     let (lease, _, _) = lock(&mut crashed, &id);
     // A request that dies never releases: its lease is simply gone.
     drop(lease);
 
-    let mut next = store(&server, query);
+    let mut next = store(server, query);
     let (lease, _, waited) = lock(&mut next, &id);
     // Woken by the lapse of the 300 ms lease, not by lock_wait (5 s).
     assert!(waited >= Duration::from_millis(200), "waited {waited:?}");
@@ -295,15 +288,13 @@ fn abandoned_lock_is_taken_over_when_its_ttl_lapses() {
 
 // ---------------------------------------------------------------- contention
 
-#[test]
-fn second_locker_waits_and_is_woken_by_release() {
-    let server = RedisServer::start();
+fn second_locker_waits_and_is_woken_by_release(server: &dyn Deployment) {
     let id = sid("hand-off");
-    let mut holder = store(&server, "");
+    let mut holder = store(server, "");
     let keys = holder.keys(&id);
     let (lease, _, _) = lock(&mut holder, &id);
 
-    let waiter = Waiter::spawn(store(&server, ""), &id, b"+waiter");
+    let waiter = Waiter::spawn(store(server, ""), &id, b"+waiter");
     let mut con = server.client();
     wait_until("waiter queued", Duration::from_secs(5), || {
         llen(&mut con, &keys.queue()) == 1
@@ -329,9 +320,7 @@ fn second_locker_waits_and_is_woken_by_release() {
     assert_eq!(all_keys(&mut con), vec![keys.data()], "leftover keys");
 }
 
-#[test]
-fn every_ending_step_wakes_the_next_waiter() {
-    let server = RedisServer::start();
+fn every_ending_step_wakes_the_next_waiter(server: &dyn Deployment) {
     let mut con = server.client();
     type Step = fn(&mut Store, Lease, &SessionId) -> Result<(), Error>;
     let steps: [(&str, Step, &[u8]); 3] = [
@@ -341,13 +330,13 @@ fn every_ending_step_wakes_the_next_waiter() {
     ];
     for (name, step, expected) in steps {
         let id = sid(name);
-        let mut holder = store(&server, "");
+        let mut holder = store(server, "");
         let keys = holder.keys(&id);
         let (lease, _, _) = lock(&mut holder, &id);
         holder.commit(lease, b"before".to_vec(), TTL).unwrap();
         let (lease, _, _) = lock(&mut holder, &id);
 
-        let waiter = Waiter::spawn(store(&server, ""), &id, b"+waiter");
+        let waiter = Waiter::spawn(store(server, ""), &id, b"+waiter");
         wait_until("waiter queued", Duration::from_secs(5), || {
             llen(&mut con, &keys.queue()) == 1
         });
@@ -360,11 +349,9 @@ fn every_ending_step_wakes_the_next_waiter() {
     }
 }
 
-#[test]
-fn waiters_are_served_in_arrival_order() {
-    let server = RedisServer::start();
+fn waiters_are_served_in_arrival_order(server: &dyn Deployment) {
     let id = sid("fifo");
-    let mut holder = store(&server, "");
+    let mut holder = store(server, "");
     let keys = holder.keys(&id);
     let (lease, _, _) = lock(&mut holder, &id);
     let mut con = server.client();
@@ -373,7 +360,7 @@ fn waiters_are_served_in_arrival_order() {
     const MARKS: [&[u8]; 4] = [b"1", b"2", b"3", b"4"];
     let mut waiters = Vec::new();
     for (i, mark) in MARKS.into_iter().enumerate() {
-        waiters.push(Waiter::spawn(store(&server, ""), &id, mark));
+        waiters.push(Waiter::spawn(store(server, ""), &id, mark));
         wait_until("waiter queued", Duration::from_secs(5), || {
             llen(&mut con, &keys.queue()) == i + 1
         });
@@ -390,15 +377,13 @@ fn waiters_are_served_in_arrival_order() {
     assert_eq!(all_keys(&mut con), vec![keys.data()], "leftover keys");
 }
 
-#[test]
-fn concurrent_increments_lose_nothing() {
+fn concurrent_increments_lose_nothing(server: &dyn Deployment) {
     const THREADS: usize = 8;
     const ROUNDS: usize = 10;
-    let server = RedisServer::start();
     let id = sid("counter");
     let threads: Vec<_> = (0..THREADS)
         .map(|_| {
-            let mut store = store(&server, "");
+            let mut store = store(server, "");
             let id = id.clone();
             thread::spawn(move || {
                 for _ in 0..ROUNDS {
@@ -417,7 +402,7 @@ fn concurrent_increments_lose_nothing() {
     for t in threads {
         t.join().expect("incrementer panicked");
     }
-    let mut check = store(&server, "");
+    let mut check = store(server, "");
     let env = stored(&mut check, &id);
     let total = (THREADS * ROUNDS) as u64;
     assert_eq!(env.payload, total.to_string().as_bytes());
@@ -432,16 +417,14 @@ fn concurrent_increments_lose_nothing() {
 
 // ---------------------------------------------------------------- lock wait
 
-#[test]
-fn lock_wait_timeout_fails_with_lock_timeout() {
-    let server = RedisServer::start();
+fn lock_wait_timeout_fails_with_lock_timeout(server: &dyn Deployment) {
     let id = sid("lock-timeout");
-    let mut holder = store(&server, "");
+    let mut holder = store(server, "");
     let keys = holder.keys(&id);
     let (lease, _, _) = lock(&mut holder, &id);
     let mut con = server.client();
 
-    let mut impatient = store(&server, "lock_wait_ms=150&on_lock_timeout=fail");
+    let mut impatient = store(server, "lock_wait_ms=150&on_lock_timeout=fail");
     match impatient.lock(&id, OpenMode::CreateIfMissing) {
         Err(e @ Error::LockTimeout { .. }) => {
             let Error::LockTimeout { session, waited } = &e else {
@@ -463,7 +446,7 @@ fn lock_wait_timeout_fails_with_lock_timeout() {
     assert_eq!(llen(&mut con, &keys.queue()), 0);
 
     // lock_wait_ms=0 gives up at once.
-    let mut no_wait = store(&server, "lock_wait_ms=0");
+    let mut no_wait = store(server, "lock_wait_ms=0");
     let started = Instant::now();
     assert!(matches!(
         no_wait.lock(&id, OpenMode::CreateIfMissing),
@@ -479,17 +462,15 @@ fn lock_wait_timeout_fails_with_lock_timeout() {
     impatient.release(lease).unwrap();
 }
 
-#[test]
-fn lock_wait_timeout_in_readonly_mode_returns_current_data() {
-    let server = RedisServer::start();
+fn lock_wait_timeout_in_readonly_mode_returns_current_data(server: &dyn Deployment) {
     let id = sid("readonly");
-    let mut holder = store(&server, "");
+    let mut holder = store(server, "");
     let keys = holder.keys(&id);
     let (lease, _, _) = lock(&mut holder, &id);
     holder.commit(lease, b"current".to_vec(), TTL).unwrap();
     let (lease, _, _) = lock(&mut holder, &id);
 
-    let mut reader = store(&server, "lock_wait_ms=100&on_lock_timeout=readonly");
+    let mut reader = store(server, "lock_wait_ms=100&on_lock_timeout=readonly");
     match reader.lock(&id, OpenMode::CreateIfMissing).unwrap() {
         Opened::ReadOnly { loaded, waited } => {
             assert_eq!(loaded.payload(), b"current");
@@ -510,11 +491,9 @@ fn lock_wait_timeout_in_readonly_mode_returns_current_data() {
 
 // ---------------------------------------------------------------- fencing
 
-#[test]
-fn lost_lock_write_is_refused() {
-    let server = RedisServer::start();
+fn lost_lock_write_is_refused(server: &dyn Deployment) {
     let id = sid("fenced");
-    let mut a = store(&server, "");
+    let mut a = store(server, "");
     let keys = a.keys(&id);
     let mut con = server.client();
     let (lease, _, _) = lock(&mut a, &id);
@@ -542,7 +521,7 @@ fn lost_lock_write_is_refused() {
     // Taken: the lock vanished and another request now holds it.
     let (stale, _, _) = lock(&mut a, &id);
     let _: () = con.del(keys.lock()).unwrap();
-    let mut b = store(&server, "lock_wait_ms=0");
+    let mut b = store(server, "lock_wait_ms=0");
     let (fresh, _, _) = lock(&mut b, &id);
     match a.commit(stale, b"stale".to_vec(), TTL) {
         Err(Error::LockLost {
@@ -557,11 +536,9 @@ fn lost_lock_write_is_refused() {
     assert_eq!(stored(&mut a, &id).payload, b"v3");
 }
 
-#[test]
-fn write_after_real_lock_expiry_is_refused() {
-    let server = RedisServer::start();
+fn write_after_real_lock_expiry_is_refused(server: &dyn Deployment) {
     let id = sid("expiry");
-    let mut a = store(&server, "lock_ttl_ms=100");
+    let mut a = store(server, "lock_ttl_ms=100");
     let keys = a.keys(&id);
     let (lease, _, _) = lock(&mut a, &id);
     a.commit(lease, b"v1".to_vec(), TTL).unwrap();
@@ -584,11 +561,9 @@ fn write_after_real_lock_expiry_is_refused() {
 
 // ---------------------------------------------------------------- strict mode
 
-#[test]
-fn require_existing_takes_no_lock_on_missing_session() {
-    let server = RedisServer::start();
+fn require_existing_takes_no_lock_on_missing_session(server: &dyn Deployment) {
     let id = sid("strict");
-    let mut store = store(&server, "");
+    let mut store = store(server, "");
     let mut con = server.client();
 
     assert!(matches!(
@@ -604,25 +579,23 @@ fn require_existing_takes_no_lock_on_missing_session() {
     store.release(lease).unwrap();
 }
 
-#[test]
-fn strict_waiter_on_a_destroyed_session_passes_the_lock_on() {
-    let server = RedisServer::start();
+fn strict_waiter_on_a_destroyed_session_passes_the_lock_on(server: &dyn Deployment) {
     let id = sid("strict-destroyed");
-    let mut holder = store(&server, "");
+    let mut holder = store(server, "");
     let keys = holder.keys(&id);
     holder.create(&id, b"doomed".to_vec(), TTL).unwrap();
     let (lease, _, _) = lock(&mut holder, &id);
     let mut con = server.client();
 
     let strict = {
-        let mut store = store(&server, "");
+        let mut store = store(server, "");
         let id = id.clone();
         thread::spawn(move || store.lock(&id, OpenMode::RequireExisting).unwrap())
     };
     wait_until("strict waiter queued", Duration::from_secs(5), || {
         llen(&mut con, &keys.queue()) == 1
     });
-    let lenient = Waiter::spawn(store(&server, ""), &id, b"fresh");
+    let lenient = Waiter::spawn(store(server, ""), &id, b"fresh");
     wait_until("lenient waiter queued", Duration::from_secs(5), || {
         llen(&mut con, &keys.queue()) == 2
     });
@@ -642,11 +615,9 @@ fn strict_waiter_on_a_destroyed_session_passes_the_lock_on() {
 
 // ---------------------------------------------------------------- destroy
 
-#[test]
-fn destroy_deletes_and_hands_off() {
-    let server = RedisServer::start();
+fn destroy_deletes_and_hands_off(server: &dyn Deployment) {
     let id = sid("destroy");
-    let mut holder = store(&server, "");
+    let mut holder = store(server, "");
     let keys = holder.keys(&id);
     let mut con = server.client();
 
@@ -661,7 +632,7 @@ fn destroy_deletes_and_hands_off() {
     // Locked by us: destroy deletes and hands the lock to the waiter.
     holder.create(&id, b"y".to_vec(), TTL).unwrap();
     let (lease, _, _) = lock(&mut holder, &id);
-    let waiter = Waiter::spawn(store(&server, ""), &id, b"new");
+    let waiter = Waiter::spawn(store(server, ""), &id, b"new");
     wait_until("waiter queued", Duration::from_secs(5), || {
         llen(&mut con, &keys.queue()) == 1
     });
@@ -675,16 +646,14 @@ fn destroy_deletes_and_hands_off() {
     assert_eq!(stored(&mut holder, &id).revision, 1, "a new session");
 }
 
-#[test]
-fn destroy_is_refused_while_another_request_holds_the_lock() {
-    let server = RedisServer::start();
+fn destroy_is_refused_while_another_request_holds_the_lock(server: &dyn Deployment) {
     let id = sid("destroy-locked");
-    let mut holder = store(&server, "");
+    let mut holder = store(server, "");
     let keys = holder.keys(&id);
     holder.create(&id, b"mine".to_vec(), TTL).unwrap();
     let (lease, _, _) = lock(&mut holder, &id);
 
-    let mut other = store(&server, "");
+    let mut other = store(server, "");
     match other.destroy(&id, None) {
         Err(Error::DestroyLocked { session }) => assert_eq!(session, keys.tag()),
         other => panic!("expected DestroyLocked, got {other:?}"),
@@ -697,11 +666,9 @@ fn destroy_is_refused_while_another_request_holds_the_lock() {
 
 // ---------------------------------------------------------------- limits
 
-#[test]
-fn too_large_write_is_refused_and_data_untouched() {
-    let server = RedisServer::start();
+fn too_large_write_is_refused_and_data_untouched(server: &dyn Deployment) {
     let id = sid("too-large");
-    let mut store = store(&server, "max_size=16");
+    let mut store = store(server, "max_size=16");
     let keys = store.keys(&id);
     let mut con = server.client();
 
@@ -733,11 +700,9 @@ fn too_large_write_is_refused_and_data_untouched() {
     assert_eq!(store.load(&fresh).unwrap(), Loaded::Empty);
 }
 
-#[test]
-fn create_refuses_to_overwrite() {
-    let server = RedisServer::start();
+fn create_refuses_to_overwrite(server: &dyn Deployment) {
     let id = sid("create");
-    let mut store = store(&server, "");
+    let mut store = store(server, "");
     let mut con = server.client();
 
     store.create(&id, b"first".to_vec(), TTL).unwrap();
@@ -758,11 +723,9 @@ fn create_refuses_to_overwrite() {
 
 // ---------------------------------------------------------------- corrupt data
 
-#[test]
-fn corrupt_value_is_reported_not_overwritten() {
-    let server = RedisServer::start();
+fn corrupt_value_is_reported_not_overwritten(server: &dyn Deployment) {
     let id = sid("corrupt");
-    let mut store = store(&server, "");
+    let mut store = store(server, "");
     let data_key = store.keys(&id).data();
     let mut con = server.client();
 
@@ -863,21 +826,20 @@ fn bounded<T: Send + 'static>(
         .unwrap_or_else(|_| panic!("{what}: still blocked after {limit:?}"))
 }
 
-#[test]
-fn hung_server_costs_at_most_the_budget() {
-    let server = RedisServer::start();
-    let query = "connect_timeout_ms=200&timeout_ms=300";
-    let budget = Duration::from_millis(200 + 300);
+fn hung_server_costs_at_most_the_budget(server: &dyn Deployment) {
+    let query = "connect_timeout_ms=200&timeout_ms=300&budget_ms=500";
+    let budget = Duration::from_millis(500);
     let slack = Duration::from_millis(700);
     let watchdog = Duration::from_secs(10);
     let id = sid("hung");
-    let mut store = store(&server, query);
+    let mut store = store(server, query);
     // Warm up: the connection is open and the scripts are loaded.
     let (lease, _, _) = lock(&mut store, &id);
     store.commit(lease, b"before".to_vec(), TTL).unwrap();
 
-    server.stop();
-    let hung = sid("hung-other");
+    let hung_node = store.keys(&id).data();
+    server.stop_owner(&hung_node);
+    let hung = id.clone();
     let ((result, mut store), took) = bounded("lock on a live connection", watchdog, move || {
         (store.lock(&hung, OpenMode::CreateIfMissing), store)
     });
@@ -893,7 +855,7 @@ fn hung_server_costs_at_most_the_budget() {
 
     // A store without a connection yet: the connect succeeds (the kernel
     // accepts), the first reply never comes.
-    let fresh = self::store(&server, query);
+    let fresh = self::store(server, query);
     let load_id = id.clone();
     let ((result, mut fresh), took) = bounded("load on a new connection", watchdog, move || {
         let mut fresh = fresh;
@@ -905,7 +867,7 @@ fn hung_server_costs_at_most_the_budget() {
     );
     assert!(took < budget + slack, "new connection hung {took:?}");
 
-    server.cont();
+    server.cont_owner(&hung_node);
     // The same store reconnects on its next call.
     let (lease, loaded, _) = lock(&mut store, &id);
     assert_eq!(loaded.payload(), b"before");
@@ -913,42 +875,24 @@ fn hung_server_costs_at_most_the_budget() {
     assert_eq!(stored(&mut fresh, &id).payload, b"after");
 }
 
-#[test]
-fn dropped_connection_is_replaced_on_the_next_call() {
-    let server = RedisServer::start();
+fn dropped_connection_is_replaced_on_the_next_call(server: &dyn Deployment) {
     let id = sid("dropped");
-    let mut store = store(&server, "");
+    let mut store = store(server, "");
     store.create(&id, b"kept".to_vec(), TTL).unwrap();
 
     // The server closes every other connection (idle timeout, restart,
     // failover behind the same address): the store's kept socket is dead.
-    let mut con = server.client();
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("normal")
-        .arg("SKIPME")
-        .arg("yes")
-        .query(&mut con)
-        .unwrap();
-    assert_eq!(killed, 1, "the store's connection was open");
+    assert!(
+        server.kill_clients() >= 1,
+        "the store's connection was open"
+    );
 
     // Each step goes through on a fresh connection, without an error.
     assert_eq!(stored(&mut store, &id).payload, b"kept");
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("normal")
-        .query(&mut con)
-        .unwrap();
+    server.kill_clients();
     let (lease, loaded, _) = lock(&mut store, &id);
     assert_eq!(loaded.payload(), b"kept");
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("normal")
-        .query(&mut con)
-        .unwrap();
+    server.kill_clients();
     store.commit(lease, b"changed".to_vec(), TTL).unwrap();
     assert_eq!(stored(&mut store, &id).payload, b"changed");
 }
@@ -963,35 +907,55 @@ fn database_in_url_is_the_one_written() {
     let mut store = Store::new(Config::parse(&url).unwrap());
     store.create(&id, b"in db 3".to_vec(), TTL).unwrap();
 
-    let mut con = server.client(); // db 0
+    let mut con = Client::Single(server.client()); // db 0
     assert!(all_keys(&mut con).is_empty(), "written to db 0");
     let _: () = redis::cmd("SELECT").arg(3).query(&mut con).unwrap();
     assert_eq!(all_keys(&mut con), vec![store.keys(&id).data()]);
 }
 
-#[test]
-fn password_authenticates_and_never_shows() {
-    const PASSWORD: &str = "hunter2hunter2";
-    let server = RedisServer::start_with_password(Some(PASSWORD));
+const PASSWORD: &str = "hunter2hunter2";
+
+fn password_authenticates_and_never_shows(server: &dyn Deployment) {
     let id = sid("auth");
-    let mut good = store(&server, "");
+    let mut good = store(server, "");
     good.create(&id, b"secret stuff".to_vec(), TTL).unwrap();
     assert_eq!(stored(&mut good, &id).payload, b"secret stuff");
 
     for url in [
-        format!("redis://:wrong-{PASSWORD}@127.0.0.1:{}/0", server.port()),
-        format!("redis://127.0.0.1:{}/0", server.port()),
+        server.url_with_password(&format!("wrong-{PASSWORD}")),
+        server.url_with_password(""),
     ] {
         let mut bad = Store::new(Config::parse(&url).unwrap());
         match bad.load(&id) {
             Err(e @ Error::Unavailable { .. }) => {
                 let shown = format!("{e} {e:?}");
                 assert!(!shown.contains(PASSWORD), "password leaked: {shown}");
-                assert!(shown.contains(&format!("127.0.0.1:{}", server.port())));
+                assert!(shown.contains("127.0.0.1:"), "{shown}");
+                assert!(
+                    shown.contains("WRONGPASS")
+                        || shown.contains("NOAUTH")
+                        || shown.contains("Authentication"),
+                    "no authentication cause in {shown}"
+                );
             }
-            other => panic!("expected Unavailable, got {other:?}"),
+            other => panic!("{}: expected Unavailable, got {other:?}", server.name()),
         }
     }
+}
+
+#[test]
+fn password_authenticates_and_never_shows_standalone() {
+    password_authenticates_and_never_shows(&RedisServer::start_with_password(Some(PASSWORD)));
+}
+
+#[test]
+fn password_authenticates_and_never_shows_cluster() {
+    password_authenticates_and_never_shows(&RedisCluster::start_with(Some(PASSWORD)));
+}
+
+#[test]
+fn password_authenticates_and_never_shows_sentinel() {
+    password_authenticates_and_never_shows(&SentinelSet::start_with(Some(PASSWORD)));
 }
 
 // ---------------------------------------------------------------- known driver bugs
@@ -999,13 +963,11 @@ fn password_authenticates_and_never_shows() {
 // These assert the documented behaviour and fail today; run them with
 // `cargo test -p stickless --test blocking -- --ignored`.
 
-#[test]
-fn dead_waiter_delays_the_queue_only_for_the_claim_window() {
-    let server = RedisServer::start();
+fn dead_waiter_delays_the_queue_only_for_the_claim_window(server: &dyn Deployment) {
     // claim window = min(2 * timeout_ms, lock_ttl_ms) = 200 ms.
     let query = "timeout_ms=100&lock_wait_ms=3000";
     let id = sid("dead-waiter");
-    let mut holder = store(&server, query);
+    let mut holder = store(server, query);
     let keys = holder.keys(&id);
     let (lease, _, _) = lock(&mut holder, &id);
     let mut con = server.client();
@@ -1016,7 +978,7 @@ fn dead_waiter_delays_the_queue_only_for_the_claim_window() {
         .rpush(keys.queue(), "deadbeefdeadbeefdeadbeefdeadbeef")
         .unwrap();
 
-    let live = Waiter::spawn(store(&server, query), &id, b"live");
+    let live = Waiter::spawn(store(server, query), &id, b"live");
     wait_until("live waiter queued", Duration::from_secs(5), || {
         llen(&mut con, &keys.queue()) == 2
     });
@@ -1032,22 +994,21 @@ fn dead_waiter_delays_the_queue_only_for_the_claim_window() {
     );
 }
 
-#[test]
-fn request_that_timed_out_on_a_hung_server_leaves_no_lock_behind() {
-    let server = RedisServer::start();
-    let query = "connect_timeout_ms=200&timeout_ms=300&lock_wait_ms=1000";
-    let mut store = store(&server, query);
+fn request_that_timed_out_on_a_hung_server_leaves_no_lock_behind(server: &dyn Deployment) {
+    let query = "connect_timeout_ms=200&timeout_ms=300&lock_wait_ms=1000&budget_ms=500";
+    let mut store = store(server, query);
     let warm = sid("warm");
     let (lease, _, _) = lock(&mut store, &warm);
     store.release(lease).unwrap();
 
-    server.stop();
     let id = sid("hung-orphan");
+    let node = store.keys(&id).data();
+    server.stop_owner(&node);
     assert!(matches!(
         store.lock(&id, OpenMode::CreateIfMissing),
         Err(Error::Unavailable { .. })
     ));
-    server.cont();
+    server.cont_owner(&node);
 
     // The request gave up, so nobody owns a lock on this session; the same
     // worker's next request must not wait for one (lock_ttl_ms is 30 s).
@@ -1058,23 +1019,21 @@ fn request_that_timed_out_on_a_hung_server_leaves_no_lock_behind() {
 
 // ---------------------------------------------------------------- waiter limit
 
-#[test]
-fn waiters_beyond_max_waiters_are_refused_at_once() {
-    let server = RedisServer::start();
+fn waiters_beyond_max_waiters_are_refused_at_once(server: &dyn Deployment) {
     let id = sid("crowded");
-    let mut holder = store(&server, "");
+    let mut holder = store(server, "");
     let keys = holder.keys(&id);
     let (lease, _, _) = lock(&mut holder, &id);
     let mut con = server.client();
 
     let mut waiters = Vec::new();
     for (i, mark) in [&b"1"[..], b"2"].into_iter().enumerate() {
-        waiters.push(Waiter::spawn(store(&server, "max_waiters=2"), &id, mark));
+        waiters.push(Waiter::spawn(store(server, "max_waiters=2"), &id, mark));
         wait_until("waiter queued", Duration::from_secs(5), || {
             llen(&mut con, &keys.queue()) == i + 1
         });
     }
-    let mut third = store(&server, "max_waiters=2&lock_wait_ms=5000");
+    let mut third = store(server, "max_waiters=2&lock_wait_ms=5000");
     let started = Instant::now();
     match third.lock(&id, OpenMode::CreateIfMissing) {
         Err(Error::TooManyWaiters { session, limit }) => {
@@ -1112,3 +1071,48 @@ fn unix_socket_urls_reach_the_same_server() {
     assert_eq!(stored(&mut tcp, &id).payload, b"via unix");
     assert!(unix.config().server.to_string().starts_with("unix://"));
 }
+
+// ---------------------------------------------------------------- every topology
+
+/// Runs each behaviour test above on a standalone server, a 3+3 cluster and
+/// a primary+replica watched by 3 sentinels, each test on its own servers.
+macro_rules! on_every_topology {
+    ($($name:ident),* $(,)?) => {
+        mod standalone {
+            $( #[test] fn $name() { super::$name(&super::RedisServer::start()) } )*
+        }
+        mod cluster {
+            $( #[test] fn $name() { super::$name(&super::RedisCluster::start()) } )*
+        }
+        mod sentinel {
+            $( #[test] fn $name() { super::$name(&super::SentinelSet::start()) } )*
+        }
+    };
+}
+
+on_every_topology!(
+    lock_then_commit_round_trips_payload,
+    load_reads_without_locking_or_waiting,
+    every_lock_has_a_ttl,
+    abandoned_lock_is_taken_over_when_its_ttl_lapses,
+    second_locker_waits_and_is_woken_by_release,
+    every_ending_step_wakes_the_next_waiter,
+    waiters_are_served_in_arrival_order,
+    concurrent_increments_lose_nothing,
+    lock_wait_timeout_fails_with_lock_timeout,
+    lock_wait_timeout_in_readonly_mode_returns_current_data,
+    lost_lock_write_is_refused,
+    write_after_real_lock_expiry_is_refused,
+    require_existing_takes_no_lock_on_missing_session,
+    strict_waiter_on_a_destroyed_session_passes_the_lock_on,
+    destroy_deletes_and_hands_off,
+    destroy_is_refused_while_another_request_holds_the_lock,
+    too_large_write_is_refused_and_data_untouched,
+    create_refuses_to_overwrite,
+    corrupt_value_is_reported_not_overwritten,
+    hung_server_costs_at_most_the_budget,
+    dropped_connection_is_replaced_on_the_next_call,
+    dead_waiter_delays_the_queue_only_for_the_claim_window,
+    request_that_timed_out_on_a_hung_server_leaves_no_lock_behind,
+    waiters_beyond_max_waiters_are_refused_at_once,
+);

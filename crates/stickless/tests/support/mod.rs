@@ -6,6 +6,11 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod cluster;
+pub mod deployment;
+pub mod sentinel;
+pub mod tls;
+
 use std::fs;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -16,7 +21,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// The binary under test; override with `STICKLESS_REDIS_SERVER`.
-fn redis_server_binary() -> String {
+pub(crate) fn redis_server_binary() -> String {
     std::env::var("STICKLESS_REDIS_SERVER").unwrap_or_else(|_| "/usr/bin/redis-server".into())
 }
 
@@ -33,6 +38,8 @@ pub struct RedisServer {
     child: Child,
     port: u16,
     password: Option<String>,
+    /// Extra command-line arguments it was started with (kept for restarts).
+    args: Vec<String>,
     dir: TempDir,
 }
 
@@ -44,10 +51,16 @@ impl RedisServer {
 
     /// Like [`start`](Self::start), with `requirepass` set when `password` is given.
     pub fn start_with_password(password: Option<&str>) -> Self {
+        Self::start_with(password, &[])
+    }
+
+    /// Like [`start_with_password`](Self::start_with_password), with extra
+    /// `redis-server` arguments (cluster mode, replication, ...).
+    pub fn start_with(password: Option<&str>, args: &[String]) -> Self {
         let mut failures = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            match Self::try_start(port, password) {
+            match Self::try_start(port, password, args) {
                 Ok(server) => return server,
                 Err(why) => failures.push(format!("port {port}: {why}")),
             }
@@ -61,13 +74,13 @@ impl RedisServer {
     /// Kills this server and starts a fresh, empty one on the same port (as
     /// a restarted or failed-over Redis behind a stable address looks).
     pub fn restart(self) -> Self {
-        let (port, password) = (self.port, self.password.clone());
+        let (port, password, args) = (self.port, self.password.clone(), self.args.clone());
         drop(self);
         // The port was ours a moment ago; retry briefly while the kernel
         // releases it.
         let mut failures = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
-            match Self::try_start(port, password.as_deref()) {
+            match Self::try_start(port, password.as_deref(), &args) {
                 Ok(server) => return server,
                 Err(why) => failures.push(why),
             }
@@ -78,7 +91,7 @@ impl RedisServer {
         );
     }
 
-    fn try_start(port: u16, password: Option<&str>) -> Result<Self, String> {
+    fn try_start(port: u16, password: Option<&str>, args: &[String]) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("stickless-redis-")
             .tempdir()
@@ -88,8 +101,10 @@ impl RedisServer {
         cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
         if let Some(password) = password {
-            cmd.args(["--requirepass", password]);
+            // masterauth too: replicas of a protected primary log in with it.
+            cmd.args(["--requirepass", password, "--masterauth", password]);
         }
+        cmd.args(args);
         // Every server also listens on a Unix socket in its own directory.
         cmd.arg("--unixsocket")
             .arg(dir.path().join("redis.sock"))
@@ -109,6 +124,7 @@ impl RedisServer {
             child,
             port,
             password: password.map(str::to_owned),
+            args: args.to_vec(),
             dir,
         };
         let deadline = Instant::now() + STARTUP_BUDGET;
@@ -145,6 +161,11 @@ impl RedisServer {
         })
     }
 
+    /// A direct connection with the given reply budget, or the error.
+    pub fn try_client_pub(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+        self.try_client(timeout)
+    }
+
     fn try_client(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
         let con = redis::Client::open(self.url())?.get_connection_with_timeout(timeout)?;
         con.set_read_timeout(Some(timeout))?;
@@ -170,6 +191,16 @@ impl RedisServer {
         self.port
     }
 
+    /// Its private directory (sockets, logs, cluster state).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The password it requires, if any.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
     /// The server's process ID.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -188,6 +219,12 @@ impl RedisServer {
 
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("redis.log")
+    }
+
+    /// Kills the server outright (SIGKILL) and reaps it, as a crashed node.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Freezes the server (SIGSTOP): its sockets stay open but nothing answers.
@@ -257,4 +294,46 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+impl deployment::Deployment for RedisServer {
+    fn url(&self) -> String {
+        RedisServer::url(self)
+    }
+
+    fn url_with_password(&self, password: &str) -> String {
+        format!("redis://:{password}@127.0.0.1:{}/0", self.port)
+    }
+
+    fn client(&self) -> deployment::Client {
+        deployment::Client::Single(RedisServer::client(self))
+    }
+
+    fn stop_owner(&self, _key: &str) {
+        self.stop();
+    }
+
+    fn cont_owner(&self, _key: &str) {
+        self.cont();
+    }
+
+    fn kill_clients(&self) -> i64 {
+        kill_clients(&mut RedisServer::client(self))
+    }
+
+    fn name(&self) -> &'static str {
+        "standalone"
+    }
+}
+
+/// `CLIENT KILL` of every normal client but the caller's own.
+pub fn kill_clients(con: &mut redis::Connection) -> i64 {
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query(con)
+        .expect("CLIENT KILL")
 }
