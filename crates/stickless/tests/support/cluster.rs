@@ -179,7 +179,7 @@ impl Deployment for RedisCluster {
             .build()
             .and_then(|c| c.get_connection())
             .expect("cluster client for assertions");
-        Client::Cluster(con)
+        Client::Cluster(Box::new(con))
     }
 
     fn stop_owner(&self, key: &str) {

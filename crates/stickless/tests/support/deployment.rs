@@ -26,7 +26,7 @@ pub trait Deployment {
 /// A connection for assertions: plain, or cluster-aware.
 pub enum Client {
     Single(redis::Connection),
-    Cluster(redis::cluster::ClusterConnection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
 }
 
 impl ConnectionLike for Client {
