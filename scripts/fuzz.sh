@@ -2,9 +2,10 @@
 # Runs every fuzz target for a bounded time (default 60 s each):
 #   scripts/fuzz.sh [seconds per target]
 # Targets parse what attackers and operators control: stored values
-# (envelope), save paths (save_path) and cookies (session_id). A crash stops
-# the run with the input saved under fuzz/artifacts/<target>/; add it as a
-# regression test in crates/stickless before fixing.
+# (envelope), the PHP session data inside them (php_session), save paths
+# (save_path) and cookies (session_id). A crash stops the run with the input
+# saved under fuzz/artifacts/<target>/; add it as a regression test in
+# crates/stickless before fixing.
 #
 # cargo-fuzz needs nightly-only compiler flags (sanitizers, coverage); the
 # stable toolchain accepts them with RUSTC_BOOTSTRAP=1, so no second
@@ -19,7 +20,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 export RUSTC_BOOTSTRAP=1
-for target in envelope save_path session_id; do
+for target in envelope php_session save_path session_id; do
   mkdir -p "fuzz/corpus/$target"
   echo "fuzz: $target for ${SECONDS_EACH}s" >&2
   (cd fuzz && cargo fuzz run "$target" "corpus/$target" -- \

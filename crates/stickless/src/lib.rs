@@ -12,7 +12,9 @@
 //!
 //! The crate is layered: a sans-IO protocol ([`SessionKeys`], [`Envelope`],
 //! the scripts and their typed replies, [`Lease`]) and a blocking driver
-//! ([`Store`]) over it.
+//! ([`Store`]) over it. [`php`] reads and writes the session data itself, in
+//! PHP's `php` and `php_serialize` formats, for services that share sessions
+//! with PHP.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -40,6 +42,7 @@ mod envelope;
 mod error;
 mod id;
 mod keys;
+pub mod php;
 pub mod scripts;
 mod session;
 mod token;
