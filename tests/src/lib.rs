@@ -8,6 +8,9 @@ use std::process::Command;
 #[path = "../../crates/stickless/tests/support/mod.rs"]
 mod redis_support;
 
+pub use redis_support::cluster::RedisCluster;
+pub use redis_support::deployment::{Client, Deployment};
+pub use redis_support::sentinel::SentinelSet;
 pub use redis_support::{RedisServer, free_port};
 
 /// The workspace root.

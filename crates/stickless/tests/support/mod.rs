@@ -227,6 +227,42 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
+    /// Starts a server killed by [`kill`](Self::kill) again on the same
+    /// port, directory and arguments, as a restarted pod with its volume:
+    /// a cluster node finds its `nodes.conf` and rejoins.
+    pub fn respawn(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = self.log_path();
+        let mut cmd = Command::new(redis_server_binary());
+        cmd.args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
+        if let Some(password) = &self.password {
+            cmd.args(["--requirepass", password, "--masterauth", password]);
+        }
+        cmd.args(&self.args)
+            .arg("--unixsocket")
+            .arg(self.dir.path().join("redis.sock"))
+            .args(["--unixsocketperm", "700"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.child = cmd.spawn().expect("respawn redis-server");
+        let deadline = Instant::now() + STARTUP_BUDGET;
+        while !self.answers_as_ours() {
+            assert!(
+                Instant::now() < deadline,
+                "respawned server never answered; log:\n{}",
+                self.log()
+            );
+            thread::sleep(POLL);
+        }
+    }
+
     /// Freezes the server (SIGSTOP): its sockets stay open but nothing answers.
     pub fn stop(&self) {
         self.signal("-STOP");
