@@ -58,7 +58,19 @@ struct Figures {
     lost: i64,
 }
 
-fn run(durability: &str) -> Figures {
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    /// SIGKILL the primary; it comes back (empty-handed) as a replica.
+    Kill,
+    /// SIGSTOP the primary past the cluster's node timeout, then SIGCONT:
+    /// it was replaced meanwhile and wakes up demoted.
+    Hang,
+}
+
+/// How long a hung primary stays frozen.
+const HANG: Duration = Duration::from_secs(3);
+
+fn run(durability: &str, fault: Fault) -> Figures {
     let cluster = RedisCluster::start();
     // budget_ms rides through most of a failover; timeouts keep a dead
     // node's cost per attempt small.
@@ -106,11 +118,22 @@ fn run(durability: &str) -> Figures {
     std::thread::sleep(STEADY);
     let mut cluster = cluster;
     let killed_at = now_ms();
-    cluster.nodes[victim].kill();
-    let promoted = cluster.await_failover(victim_slot, victim, Duration::from_secs(30));
-    // The dead node returns (a restarted pod) and rejoins as a replica, so
-    // `durability=replica` has a replica again.
-    cluster.nodes[victim].respawn();
+    let promoted = match fault {
+        Fault::Kill => {
+            cluster.nodes[victim].kill();
+            let promoted = cluster.await_failover(victim_slot, victim, Duration::from_secs(30));
+            // The dead node returns (a restarted pod) and rejoins as a
+            // replica, so `durability=replica` has a replica again.
+            cluster.nodes[victim].respawn();
+            promoted
+        }
+        Fault::Hang => {
+            cluster.nodes[victim].stop();
+            std::thread::sleep(HANG);
+            cluster.nodes[victim].cont();
+            cluster.await_failover(victim_slot, victim, Duration::from_secs(30))
+        }
+    };
     await_replica_link(&cluster, victim, Duration::from_secs(30));
     let recovered_at = now_ms();
     std::thread::sleep(STEADY);
@@ -121,6 +144,7 @@ fn run(durability: &str) -> Figures {
     let mut failures = Vec::new();
     let mut last_ok: HashMap<String, u64> = HashMap::new();
     let mut first_ok_after_kill: HashMap<String, u64> = HashMap::new();
+    let mut slowest = 0;
     let mut warnings = Vec::new();
     for (w, mut worker) in workers.into_iter().enumerate() {
         let status = worker.wait().expect("worker exits");
@@ -143,6 +167,7 @@ fn run(durability: &str) -> Figures {
                     *e = (*e).max(n);
                     let (t, done): (u64, u64) =
                         (t.parse().expect("time"), done.parse().expect("time"));
+                    slowest = slowest.max(done.saturating_sub(t));
                     last_ok.insert(sid.to_string(), t);
                     if t >= killed_at {
                         let first = first_ok_after_kill.entry(sid.to_string()).or_insert(done);
@@ -157,6 +182,15 @@ fn run(durability: &str) -> Figures {
         }
     }
 
+    if fault == Fault::Hang {
+        // Every request ends within its budget: a lock wait plus its steps.
+        let limit = 5000 + 3 * 1500 + 500;
+        assert!(
+            slowest <= limit,
+            "a request took {slowest} ms with a hung primary (limit {limit} ms)"
+        );
+        println!("  slowest request: {slowest} ms");
+    }
     let mut lost = 0;
     for sid in &sids {
         let stored = final_count(&url, sid);
@@ -175,8 +209,13 @@ fn run(durability: &str) -> Figures {
         .max()
         .unwrap_or(0);
     println!(
-        "durability={durability}: killed primary {} (sessions on it: {} of {SESSIONS}); replica {} promoted; \
+        "durability={durability}, {}: primary {} (sessions on it: {} of {SESSIONS}); replica {} promoted; \
          {requests} requests, {} failed, failover window {window_ms} ms, acknowledged increments lost: {lost}",
+        if fault == Fault::Kill {
+            "SIGKILL"
+        } else {
+            "SIGSTOP 3 s"
+        },
         cluster.nodes[victim].port(),
         on_victim.len(),
         cluster.nodes[promoted].port(),
@@ -251,7 +290,7 @@ fn final_count(url: &str, sid: &str) -> i64 {
 
 #[test]
 fn killed_primary_loses_no_acknowledged_write_with_durability_replica() {
-    let f = run("replica");
+    let f = run("replica", Fault::Kill);
     assert_eq!(
         f.lost, 0,
         "acknowledged increments lost with durability=replica"
@@ -262,8 +301,15 @@ fn killed_primary_loses_no_acknowledged_write_with_durability_replica() {
 
 #[test]
 fn killed_primary_without_wait_reports_what_it_lost() {
-    let f = run("primary");
+    let f = run("primary", Fault::Kill);
     // Without WAIT an acknowledged write may still be lost: counted, not asserted.
     assert!(f.requests > f.failed, "nothing succeeded");
     assert!(f.lost >= 0);
+}
+
+#[test]
+fn hung_primary_costs_each_request_at_most_its_budget_and_loses_nothing() {
+    let f = run("replica", Fault::Hang);
+    assert_eq!(f.lost, 0, "acknowledged increments lost after SIGCONT");
+    assert!(f.requests > f.failed, "nothing succeeded");
 }
