@@ -21,7 +21,7 @@ try {
 }
 ?>
 --EXPECTF--
-Warning: session_start(): stickless: session.save_path: save_path scheme `memcached` is not supported; use redis://, rediss:// or unix:///path/to/redis.sock in %s on line %d
+Warning: session_start(): stickless: session.save_path: save_path scheme `memcached` is not supported; use redis://, rediss://, redis+cluster://, redis+sentinel:// (each also as rediss+...) or unix:///path/to/redis.sock in %s on line %d
 
 Warning: session_start(): Failed to initialize storage module: stickless (path: memcached://h) in %s on line %d
 bool(false)

@@ -47,4 +47,4 @@ string(3) "ann"
 bool(true)
 int(0)
 int(0)
-Exception: stickless: save_path scheme `bogus` is not supported; use redis://, rediss:// or unix:///path/to/redis.sock
+Exception: stickless: save_path scheme `bogus` is not supported; use redis://, rediss://, redis+cluster://, redis+sentinel:// (each also as rediss+...) or unix:///path/to/redis.sock
