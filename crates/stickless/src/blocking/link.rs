@@ -65,10 +65,18 @@ pub(super) struct Link {
     round_trips: u64,
 }
 
+/// Which part of an attempt failed, for the message.
+#[derive(Clone, Copy)]
+enum Phase {
+    Connect,
+    Reply,
+}
+
 /// Why an attempt failed, and where.
 struct Failed {
     err: RedisError,
     node: Option<Endpoint>,
+    phase: Phase,
     /// The connection was kept from an earlier step (it may have died idle).
     reused: bool,
     /// Nothing else could be tried: every candidate refused.
@@ -76,12 +84,24 @@ struct Failed {
 }
 
 impl Failed {
-    fn at(err: RedisError, node: &Endpoint, reused: bool) -> Self {
+    fn at(err: RedisError, node: &Endpoint, phase: Phase, reused: bool) -> Self {
         Self {
             err,
             node: Some(node.clone()),
+            phase,
             reused,
             exhausted: false,
+        }
+    }
+
+    /// Nothing to connect to: the topology could not be read.
+    fn routing(err: RedisError, exhausted: bool) -> Self {
+        Self {
+            err,
+            node: None,
+            phase: Phase::Connect,
+            reused: false,
+            exhausted,
         }
     }
 }
@@ -199,7 +219,7 @@ impl Link {
         if !reused {
             let con = self
                 .open(&node, Role::Data, deadline)
-                .map_err(|err| Failed::at(err, &node, false))?;
+                .map_err(|err| Failed::at(err, &node, Phase::Connect, false))?;
             self.nodes.insert(
                 node.clone(),
                 Node {
@@ -225,7 +245,7 @@ impl Link {
             // The socket now holds the longer timeout; set it afresh next time.
             entry.io_timeout = None;
         }
-        result.map_err(|err| Failed::at(err, &node, reused))
+        result.map_err(|err| Failed::at(err, &node, Phase::Reply, reused))
     }
 
     /// Learns from a failure (drops a dead connection, marks routes stale,
@@ -347,15 +367,15 @@ impl Link {
                     map: Some(map),
                     stale: false,
                 };
-                primary.map(Endpoint::Tcp).ok_or_else(|| Failed {
-                    err: RedisError::from((
-                        ErrorKind::Server(ServerErrorKind::ClusterDown),
-                        "no node serves the session's slot",
-                        format!("slot {slot}"),
-                    )),
-                    node: None,
-                    reused: false,
-                    exhausted: false,
+                primary.map(Endpoint::Tcp).ok_or_else(|| {
+                    Failed::routing(
+                        RedisError::from((
+                            ErrorKind::Server(ServerErrorKind::ClusterDown),
+                            "no node serves the session's slot",
+                            format!("slot {slot}"),
+                        )),
+                        false,
+                    )
                 })
             }
         }
@@ -388,16 +408,14 @@ impl Link {
                 break;
             }
         }
-        Err(Failed {
-            err: RedisError::from((
+        Err(Failed::routing(
+            RedisError::from((
                 ErrorKind::Io,
                 "no sentinel named the primary",
                 why.join("; "),
             )),
-            node: None,
-            reused: false,
-            exhausted: true,
-        })
+            true,
+        ))
     }
 
     /// Reads the slot map from the first node that answers: connected
@@ -440,16 +458,14 @@ impl Link {
                 }
             }
         }
-        Err(Failed {
-            err: RedisError::from((
+        Err(Failed::routing(
+            RedisError::from((
                 ErrorKind::Io,
                 "no cluster node answered CLUSTER SLOTS",
                 why.join("; "),
             )),
-            node: None,
-            reused: false,
-            exhausted: true,
-        })
+            true,
+        ))
     }
 
     fn cluster_slots(&mut self, endpoint: &Endpoint, deadline: Instant) -> RedisResult<Value> {
@@ -534,25 +550,18 @@ impl Link {
 
     fn unavailable(&self, failed: &Failed, started: Instant, attempts: u32) -> Error {
         let e = &failed.err;
-        let mut cause = if e.is_timeout() {
-            if self
-                .nodes
-                .contains_key(failed.node.as_ref().unwrap_or(&Endpoint::Unix("".into())))
-                || failed.reused
-            {
-                format!(
-                    "no reply within timeout_ms ({} ms); is the server hung or overloaded?",
-                    self.io_timeout.as_millis()
-                )
-            } else {
-                format!(
-                    "no reply within timeout_ms ({} ms) or connect_timeout_ms ({} ms); is the server hung or overloaded?",
-                    self.io_timeout.as_millis(),
-                    self.connect_timeout.as_millis()
-                )
-            }
-        } else {
-            e.to_string()
+        // The OS reports a socket timeout as EAGAIN ("Resource temporarily
+        // unavailable"); say what it means.
+        let mut cause = match failed.phase {
+            _ if !e.is_timeout() => e.to_string(),
+            Phase::Connect => format!(
+                "could not connect within connect_timeout_ms ({} ms)",
+                self.connect_timeout.as_millis()
+            ),
+            Phase::Reply => format!(
+                "no reply within timeout_ms ({} ms); is the server hung or overloaded?",
+                self.io_timeout.as_millis()
+            ),
         };
         if let (Some(Endpoint::Tcp(node)), false) =
             (&failed.node, matches!(self.routing, Routing::Standalone(_)))
