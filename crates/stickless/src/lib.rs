@@ -43,6 +43,7 @@ mod error;
 mod id;
 mod keys;
 pub mod php;
+mod route;
 pub mod scripts;
 mod session;
 mod token;

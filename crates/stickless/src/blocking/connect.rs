@@ -100,6 +100,11 @@ fn certificates(tls: &TlsFiles) -> RedisResult<TlsCertificates> {
     })
 }
 
+/// True when a `ROLE` reply says "master".
+pub(crate) fn is_primary(role: &[redis::Value]) -> bool {
+    matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master")
+}
+
 fn install_crypto_provider() {
     // Fails only when a provider is already installed, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();

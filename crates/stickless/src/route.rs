@@ -1,0 +1,362 @@
+//! Where a step goes and what a failure calls for, sans-IO: shared by the
+//! blocking and the async driver, which only differ in how they connect and
+//! send.
+//!
+//! [`Routing`] knows the topology's current view (the one server, the
+//! primary the sentinels named, the cluster's slot map); [`Attempts`] keeps
+//! one step's budget and decides, per failure, whether and when to try
+//! again. See docs/CONFIGURATION.md, "Failures and retries".
+
+use std::time::{Duration, Instant};
+
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+use crate::cluster::{SlotMap, redirect_target};
+use crate::config::{Endpoint, HostPort, Topology};
+use crate::error::Error;
+
+/// First pause before retrying a server that is busy or failing over; it
+/// doubles up to `MAX_PAUSE`.
+const FIRST_PAUSE: Duration = Duration::from_millis(10);
+const MAX_PAUSE: Duration = Duration::from_millis(200);
+/// Redirections followed by one step before it gives up (a slot that keeps
+/// moving is a cluster being resharded in a loop, not a failover).
+const MAX_REDIRECTS: u32 = 5;
+
+/// The topology's current view.
+pub(crate) enum Routing {
+    Standalone(Endpoint),
+    Sentinel {
+        primary: Option<HostPort>,
+    },
+    Cluster {
+        map: Option<SlotMap>,
+        /// Reread the map before the next step.
+        stale: bool,
+    },
+}
+
+impl Routing {
+    pub fn new(topology: &Topology) -> Self {
+        match topology {
+            Topology::Standalone(endpoint) => Self::Standalone(endpoint.clone()),
+            Topology::Sentinel { .. } => Self::Sentinel { primary: None },
+            Topology::Cluster(_) => Self::Cluster {
+                map: None,
+                stale: false,
+            },
+        }
+    }
+
+    /// The node serving `slot`, when known without asking anyone.
+    pub fn known(&self, slot: u16) -> Option<Endpoint> {
+        match self {
+            Self::Standalone(endpoint) => Some(endpoint.clone()),
+            Self::Sentinel { primary } => primary.clone().map(Endpoint::Tcp),
+            Self::Cluster {
+                map: Some(map),
+                stale: false,
+            } => map.primary(slot).cloned().map(Endpoint::Tcp),
+            Self::Cluster { .. } => None,
+        }
+    }
+
+    pub fn is_sentinel(&self) -> bool {
+        matches!(self, Self::Sentinel { .. })
+    }
+
+    /// Where to ask for a fresh slot map: the nodes already connected,
+    /// then the last known primaries, then the seeds; each once.
+    pub fn map_candidates(
+        &self,
+        connected: impl Iterator<Item = HostPort>,
+        seeds: &[HostPort],
+    ) -> Vec<HostPort> {
+        let mut out: Vec<HostPort> = Vec::new();
+        let known = match self {
+            Self::Cluster { map: Some(map), .. } => map.primaries().to_vec(),
+            _ => Vec::new(),
+        };
+        for hp in connected.chain(known).chain(seeds.iter().cloned()) {
+            if !out.contains(&hp) {
+                out.push(hp);
+            }
+        }
+        out
+    }
+
+    pub fn set_primary(&mut self, primary: HostPort) {
+        *self = Self::Sentinel {
+            primary: Some(primary),
+        };
+    }
+
+    pub fn set_map(&mut self, map: SlotMap) {
+        *self = Self::Cluster {
+            map: Some(map),
+            stale: false,
+        };
+    }
+
+    /// Forget what may have changed: the primary, or the slot map.
+    pub fn stale(&mut self) {
+        match self {
+            Self::Standalone(_) => {}
+            Self::Sentinel { primary } => *primary = None,
+            Self::Cluster { stale, .. } => *stale = true,
+        }
+    }
+
+    fn can_fail_over(&self) -> bool {
+        !matches!(self, Self::Standalone(_))
+    }
+}
+
+/// Which part of an attempt failed, for the message.
+#[derive(Clone, Copy)]
+pub(crate) enum Phase {
+    Connect,
+    Reply,
+}
+
+/// Why an attempt failed, and where.
+pub(crate) struct Failed {
+    pub err: RedisError,
+    pub node: Option<Endpoint>,
+    pub phase: Phase,
+    /// The connection was kept from an earlier step (it may have died idle).
+    pub reused: bool,
+    /// Nothing else could be tried: every candidate refused.
+    pub exhausted: bool,
+}
+
+impl Failed {
+    pub fn at(err: RedisError, node: &Endpoint, phase: Phase, reused: bool) -> Self {
+        Self {
+            err,
+            node: Some(node.clone()),
+            phase,
+            reused,
+            exhausted: false,
+        }
+    }
+
+    /// Nothing to connect to: the topology could not be read.
+    pub fn routing(err: RedisError, exhausted: bool) -> Self {
+        Self {
+            err,
+            node: None,
+            phase: Phase::Connect,
+            reused: false,
+            exhausted,
+        }
+    }
+
+    pub fn no_owner(slot: u16) -> Self {
+        Self::routing(
+            RedisError::from((
+                ErrorKind::Server(ServerErrorKind::ClusterDown),
+                "no node serves the session's slot",
+                format!("slot {slot}"),
+            )),
+            false,
+        )
+    }
+
+    pub fn not_primary() -> RedisError {
+        RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ReadOnly),
+            "the node the sentinels named is not a primary (yet)",
+        ))
+    }
+
+    /// Every candidate failed; `what` names the question asked.
+    pub fn everywhere(what: &'static str, why: Vec<String>) -> Self {
+        Self::routing(
+            RedisError::from((ErrorKind::Io, what, why.join("; "))),
+            true,
+        )
+    }
+}
+
+/// What a failure calls for.
+pub(crate) enum Next {
+    /// Try again at once (`node` set: on that node, after `ASKING`).
+    Now,
+    /// Try again after this pause.
+    Pause(Duration),
+    /// Report the failure.
+    GiveUp,
+}
+
+/// One step's attempts within its budget.
+pub(crate) struct Attempts {
+    pub started: Instant,
+    pub deadline: Instant,
+    pub count: u32,
+    redirects: u32,
+    resent: bool,
+    pause: Duration,
+    /// The node an `ASK` redirection sent the next attempt to.
+    pub asking: Option<Endpoint>,
+}
+
+impl Attempts {
+    /// A step with `budget`, plus `wait` the server may hold a reply back on
+    /// purpose (a `BLPOP`, a `WAIT`).
+    pub fn new(budget: Duration, wait: Duration) -> Self {
+        let started = Instant::now();
+        Self {
+            started,
+            deadline: started + budget + wait,
+            count: 0,
+            redirects: 0,
+            resent: false,
+            pause: FIRST_PAUSE,
+            asking: None,
+        }
+    }
+
+    pub fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Learns from a failure (marks routes stale, notes redirections) and
+    /// says whether to try again. `drop_node` is set when the failed node's
+    /// connection is of no further use.
+    pub fn absorb(&mut self, failed: &Failed, routing: &mut Routing, slot: u16) -> (Next, bool) {
+        let next = self.decide(failed, routing, slot);
+        let drop_node = !matches!(failed.err.kind(), ErrorKind::Server(_)) || demoted(&failed.err);
+        let next = match next {
+            Next::GiveUp => Next::GiveUp,
+            _ if self.left().is_zero() => Next::GiveUp,
+            Next::Pause(_) => {
+                let pause = self.pause.min(self.left());
+                self.pause = (self.pause * 2).min(MAX_PAUSE);
+                Next::Pause(pause)
+            }
+            Next::Now => Next::Now,
+        };
+        (next, drop_node)
+    }
+
+    fn decide(&mut self, failed: &Failed, routing: &mut Routing, slot: u16) -> Next {
+        if failed.exhausted {
+            return Next::GiveUp;
+        }
+        let err = &failed.err;
+        let can_fail_over = routing.can_fail_over();
+        match err.kind() {
+            ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask) => {
+                self.redirects += 1;
+                if self.redirects > MAX_REDIRECTS {
+                    return Next::GiveUp;
+                }
+                let target = err
+                    .redirect_node()
+                    .and_then(|(addr, _)| redirect_target(addr));
+                let ask = err.kind() == ErrorKind::Server(ServerErrorKind::Ask);
+                match (target, ask, routing) {
+                    (Some(to), true, _) => self.asking = Some(Endpoint::Tcp(to)),
+                    (Some(to), false, Routing::Cluster { map: Some(map), .. }) => {
+                        map.moved(slot, to);
+                    }
+                    (_, _, routing) => routing.stale(),
+                }
+                Next::Now
+            }
+            ErrorKind::Server(
+                ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::BusyLoading,
+            ) => {
+                routing.stale();
+                Next::Pause(FIRST_PAUSE)
+            }
+            _ if demoted(err) => {
+                // A primary turned replica under us (failover).
+                routing.stale();
+                Next::Pause(FIRST_PAUSE)
+            }
+            _ if err.is_timeout() => {
+                if can_fail_over {
+                    // The node may be hung; its peers may already have
+                    // elected a new primary.
+                    routing.stale();
+                    Next::Now
+                } else {
+                    // A hung standalone server will not answer a second
+                    // send either: give the caller its budget back.
+                    Next::GiveUp
+                }
+            }
+            _ if err.is_io_error()
+                || err.is_connection_dropped()
+                || err.is_unrecoverable_error() =>
+            {
+                if failed.reused && !self.resent {
+                    // A kept connection that died while idle (restart,
+                    // idle timeout, failover behind a stable address).
+                    self.resent = true;
+                    routing.stale();
+                    Next::Now
+                } else if can_fail_over {
+                    routing.stale();
+                    Next::Pause(FIRST_PAUSE)
+                } else {
+                    Next::GiveUp
+                }
+            }
+            _ => Next::GiveUp,
+        }
+    }
+
+    /// The error a failed step reports.
+    pub fn unavailable(
+        &self,
+        failed: &Failed,
+        server: &str,
+        routing: &Routing,
+        timeouts: (Duration, Duration, Duration),
+    ) -> Error {
+        let (connect_timeout, io_timeout, budget) = timeouts;
+        let e = &failed.err;
+        // The OS reports a socket timeout as EAGAIN ("Resource temporarily
+        // unavailable"); say what it means.
+        let mut cause = match failed.phase {
+            _ if !e.is_timeout() => e.to_string(),
+            Phase::Connect => format!(
+                "could not connect within connect_timeout_ms ({} ms)",
+                connect_timeout.as_millis()
+            ),
+            Phase::Reply => format!(
+                "no reply within timeout_ms ({} ms); is the server hung or overloaded?",
+                io_timeout.as_millis()
+            ),
+        };
+        if let (Some(Endpoint::Tcp(node)), true) = (&failed.node, routing.can_fail_over()) {
+            cause = format!("node {node}: {cause}");
+        }
+        if self.count > 1 {
+            cause.push_str(&format!(
+                "; gave up after {} attempts within budget_ms ({} ms)",
+                self.count,
+                budget.as_millis()
+            ));
+        }
+        Error::Unavailable {
+            server: server.to_owned(),
+            cause,
+            elapsed: self.started.elapsed(),
+        }
+    }
+}
+
+/// A write refused because the node is (now) a replica. Inside a script the
+/// server reports it as a script error quoting `READONLY`.
+fn demoted(err: &RedisError) -> bool {
+    err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+        || (err.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
+            && err.to_string().contains("READONLY"))
+}
