@@ -69,6 +69,11 @@ impl SessionKeys {
     pub fn wake_prefix(&self) -> String {
         format!("{}:wake:", self.base)
     }
+
+    /// The wake-up list of one waiter.
+    pub(crate) fn wake(&self, token: &crate::token::LockToken) -> String {
+        format!("{}:wake:{}", self.base, token.as_str())
+    }
 }
 
 #[cfg(test)]

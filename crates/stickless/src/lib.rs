@@ -46,6 +46,7 @@ pub mod php;
 mod route;
 pub mod scripts;
 mod session;
+mod steps;
 mod token;
 
 pub use blocking::Store;

@@ -13,22 +13,17 @@ use std::time::{Duration, Instant};
 
 use redis::{Cmd, Value};
 
+use crate::SessionId;
 use crate::cluster::slot;
-use crate::config::{Config, Durability, Topology};
+use crate::config::{Config, Topology};
 use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::keys::SessionKeys;
-use crate::scripts::{
-    ABANDON_SCRIPT, ACQUIRE_SCRIPT, AcquireReply, COMMIT_SCRIPT, Call, DESTROY_SCRIPT,
-    DestroyReply, FencedReply, RELEASE_SCRIPT, TOUCH_SCRIPT,
-};
+use crate::scripts::{Call, DestroyReply};
 use crate::session::{Lease, Loaded, OpenMode, Opened, check_size, now_ms};
+use crate::steps::{self, Acquired};
 use crate::token::LockToken;
-use crate::{OnLockTimeout, SessionId};
 use link::{Link, Ran};
-
-/// Shortest BLPOP wait Redis accepts without meaning "forever".
-const MIN_BLOCK: Duration = Duration::from_millis(1);
 
 /// A session store over blocking connections.
 ///
@@ -114,78 +109,24 @@ impl Store {
         if let Some(opened) = self.take_free_lock(&keys, &token, mode)? {
             return Ok(opened);
         }
-        let s = &self.config.settings;
-        let (lock_wait, lock_ttl, on_timeout) = (s.lock_wait, s.lock_ttl, s.on_lock_timeout);
-        let max_waiters = s.max_waiters;
-        let claim = self.claim_window();
-        let queue_ttl = lock_wait + lock_ttl;
         let started = Instant::now();
-        let deadline = started + lock_wait;
-        let wake = format!("{}{}", keys.wake_prefix(), token.as_str());
+        let deadline = started + self.config.settings.lock_wait;
+        let wake = keys.wake(&token);
         let mut queued = false;
         loop {
             let last_try = Instant::now() >= deadline;
-            let call = Call::new(&ACQUIRE_SCRIPT)
-                .key(keys.data())
-                .key(keys.lock())
-                .key(keys.queue())
-                .arg(token.as_str())
-                .arg(ms(lock_ttl))
-                .arg(u8::from(mode == OpenMode::RequireExisting))
-                .arg(u8::from(last_try))
-                .arg(ms(queue_ttl))
-                .arg(keys.wake_prefix())
-                .arg(ms(claim))
-                .arg(u8::from(queued))
-                .arg(max_waiters);
+            let call = steps::acquire(&keys, &token, &self.config.settings, mode, last_try, queued);
             let reply = self.call(&keys, &call, None)?.value.0;
-            match AcquireReply::parse(&reply)? {
-                AcquireReply::Acquired(stored) => {
-                    let loaded = self.loaded(stored, &keys);
-                    let lease = Lease::new(keys, token, &loaded);
-                    let waited = if queued {
-                        started.elapsed()
-                    } else {
-                        Duration::ZERO
-                    };
-                    return Ok(Opened::Locked {
-                        lease,
-                        loaded,
-                        waited,
-                    });
-                }
-                AcquireReply::Missing => return Ok(Opened::Missing),
-                AcquireReply::Crowded => {
-                    return Err(Error::TooManyWaiters {
-                        session: keys.tag().to_owned(),
-                        limit: max_waiters,
-                    });
-                }
-                AcquireReply::Busy { data, .. } if last_try => {
-                    let waited = started.elapsed();
-                    return match on_timeout {
-                        OnLockTimeout::Readonly => Ok(Opened::ReadOnly {
-                            loaded: self.loaded(data, &keys),
-                            waited,
-                        }),
-                        OnLockTimeout::Fail => Err(Error::LockTimeout {
-                            session: keys.tag().to_owned(),
-                            waited,
-                        }),
-                    };
-                }
-                AcquireReply::Busy { pttl_ms, .. } => {
+            let s = &self.config.settings;
+            match Acquired::read(&reply, &keys, &token, last_try, queued, started, s)? {
+                Acquired::Done(outcome) => return outcome,
+                Acquired::Wait { pttl_ms } => {
                     queued = true;
-                    // Wake on hand-off; or when the holder's lease would lapse
-                    // (a crashed holder never hands off); or after a claim
-                    // window, in case the lock went to a waiter that died
-                    // meanwhile and lapses unclaimed. Whichever is first.
                     let left = deadline.saturating_duration_since(Instant::now());
-                    let nap = left
-                        .min(Duration::from_millis(pttl_ms))
-                        .min(claim)
-                        .max(MIN_BLOCK);
-                    self.wait_for_wake(&keys, &wake, nap)?;
+                    let nap = steps::nap(left, pttl_ms, &self.config.settings);
+                    let cmd = steps::wait_for_wake(&wake, nap);
+                    self.link
+                        .run_waiting(slot(keys.tag()), nap, |con| cmd.query::<Value>(con))?;
                 }
             }
         }
@@ -206,27 +147,15 @@ impl Store {
         token: &LockToken,
         mode: OpenMode,
     ) -> Result<Option<Opened>, Error> {
-        let (lock, data) = (keys.lock(), keys.data());
-        let ttl = ms(self.config.settings.lock_ttl);
+        let pipe = steps::take_free_lock(keys, token, &self.config.settings);
         let (taken, stored): (Value, Option<Vec<u8>>) = self
             .link
-            .run(slot(keys.tag()), |con| {
-                redis::pipe()
-                    .cmd("SET")
-                    .arg(&lock)
-                    .arg(token.as_str())
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl)
-                    .cmd("GET")
-                    .arg(&data)
-                    .query(con)
-            })?
+            .run(slot(keys.tag()), |con| pipe.query(con))?
             .value;
         if taken == Value::Nil {
             return Ok(None);
         }
-        let loaded = self.loaded(stored, keys);
+        let loaded = steps::loaded(&self.config.settings, stored, keys);
         let lease = Lease::new(keys.clone(), token.clone(), &loaded);
         if mode == OpenMode::RequireExisting && loaded == Loaded::Empty {
             // Strict mode met an unknown ID: give the lock back.
@@ -251,7 +180,7 @@ impl Store {
                 redis::cmd("GET").arg(&key).query(con)
             })?
             .value;
-        Ok(self.loaded(stored, &keys))
+        Ok(steps::loaded(&self.config.settings, stored, &keys))
     }
 
     /// Writes `payload` if `lease` still owns the lock, then releases it (or
@@ -263,81 +192,42 @@ impl Store {
     /// either its lock still held (not applied: apply it now) or its own
     /// envelope stored (applied: done).
     pub fn commit(&mut self, lease: Lease, payload: Vec<u8>, ttl: Duration) -> Result<(), Error> {
-        if let Err(too_large) = check_size(&lease.keys, &payload, self.config.settings.max_size) {
-            // The refusal is what the caller must hear about; a failed
-            // release is remembered and retried by the next request.
-            let _ = self.release(lease);
-            return Err(too_large);
-        }
-        let envelope = match self.seal(lease.next_envelope(payload), &lease.keys) {
+        let s = &self.config.settings;
+        let sealed = check_size(&lease.keys, &payload, s.max_size)
+            .and_then(|()| steps::seal(s, lease.next_envelope(payload), &lease.keys));
+        let envelope = match sealed {
             Ok(bytes) => bytes,
-            Err(e) => {
+            Err(refused) => {
+                // The refusal is what the caller must hear about; a failed
+                // release is remembered and retried by the next request.
                 let _ = self.release(lease);
-                return Err(e);
+                return Err(refused);
             }
         };
-        let claim = self.claim_window();
-        let keys = &lease.keys;
-        let first = Call::new(&COMMIT_SCRIPT)
-            .key(keys.data())
-            .key(keys.lock())
-            .key(keys.queue())
-            .arg(lease.token.as_str())
-            .arg(envelope.as_slice())
-            .arg(ms(ttl))
-            .arg(keys.wake_prefix())
-            .arg(ms(claim));
-        let resend = Call::new(&COMMIT_SCRIPT)
-            .key(keys.data())
-            .key(keys.lock())
-            .key(keys.queue())
-            .arg(lease.token.as_str())
-            .arg(envelope.as_slice())
-            .arg(ms(ttl))
-            .arg(keys.wake_prefix())
-            .arg(ms(claim))
-            .arg(1);
-        let wait = self.replica_wait();
-        let ran = self.fenced_run(
-            &lease,
-            |attempt| if attempt == 0 { &first } else { &resend },
-            wait.as_ref(),
-        )?;
-        self.replicated(&lease.keys, &ran)?;
-        fenced_reply(&lease, &ran.value.0, false)
+        let first = steps::commit(&lease, &envelope, ttl, s, false);
+        let resend = steps::commit(&lease, &envelope, ttl, s, true);
+        let wait = steps::replica_wait(s);
+        let pick = |attempt: usize| if attempt == 0 { &first } else { &resend };
+        let ran = self.fenced_run(&lease, pick, wait.as_ref())?;
+        steps::replicated(&self.config.settings, &lease.keys, &ran.value.1)?;
+        steps::fenced_reply(&lease, &ran.value.0, false)
     }
 
     /// Extends the stored value's lifetime and releases the lock: the step for
     /// an unchanged session, in one round trip.
     pub fn touch(&mut self, lease: Lease, ttl: Duration) -> Result<(), Error> {
-        let claim = self.claim_window();
-        let keys = &lease.keys;
-        let call = Call::new(&TOUCH_SCRIPT)
-            .key(keys.data())
-            .key(keys.lock())
-            .key(keys.queue())
-            .arg(lease.token.as_str())
-            .arg(ms(ttl))
-            .arg(keys.wake_prefix())
-            .arg(ms(claim));
+        let call = steps::touch(&lease, ttl, &self.config.settings);
         let ran = self.fenced_run(&lease, |_| &call, None)?;
         // A resent touch that finds the lock gone most likely ran the first
         // time; either way the lock is not ours, which is what it is for.
-        fenced_reply(&lease, &ran.value.0, ran.retried)
+        steps::fenced_reply(&lease, &ran.value.0, ran.retried)
     }
 
     /// Releases the lock without writing (session_abort, read_and_close).
     pub fn release(&mut self, lease: Lease) -> Result<(), Error> {
-        let claim = self.claim_window();
-        let keys = &lease.keys;
-        let call = Call::new(&RELEASE_SCRIPT)
-            .key(keys.lock())
-            .key(keys.queue())
-            .arg(lease.token.as_str())
-            .arg(keys.wake_prefix())
-            .arg(ms(claim));
+        let call = steps::release(&lease, &self.config.settings);
         let ran = self.fenced_run(&lease, |_| &call, None)?;
-        fenced_reply(&lease, &ran.value.0, ran.retried)
+        steps::fenced_reply(&lease, &ran.value.0, ran.retried)
     }
 
     /// Deletes a session in one round trip, releasing `lease` if given.
@@ -350,17 +240,10 @@ impl Store {
             self.settle_orphans(&keys)?;
         }
         let token = lease.as_ref().map_or("", |l| l.token.as_str());
-        let claim = self.claim_window();
-        let call = Call::new(&DESTROY_SCRIPT)
-            .key(keys.data())
-            .key(keys.lock())
-            .key(keys.queue())
-            .arg(token)
-            .arg(keys.wake_prefix())
-            .arg(ms(claim));
-        let wait = self.replica_wait();
+        let call = steps::destroy(&keys, token, &self.config.settings);
+        let wait = steps::replica_wait(&self.config.settings);
         let ran = self.call(&keys, &call, wait.as_ref())?;
-        self.replicated(&keys, &ran)?;
+        steps::replicated(&self.config.settings, &keys, &ran.value.1)?;
         match DestroyReply::parse(&ran.value.0)? {
             DestroyReply::Done => Ok(()),
             DestroyReply::Locked => Err(Error::DestroyLocked {
@@ -374,25 +257,21 @@ impl Store {
     pub fn create(&mut self, id: &SessionId, payload: Vec<u8>, ttl: Duration) -> Result<(), Error> {
         let keys = self.keys(id);
         self.settle_orphans(&keys)?;
-        check_size(&keys, &payload, self.config.settings.max_size)?;
-        let envelope = self.seal(Envelope::new(payload, now_ms()), &keys)?;
-        let mut set = redis::cmd("SET");
-        set.arg(keys.data())
-            .arg(envelope.as_slice())
-            .arg("PX")
-            .arg(ms(ttl))
-            .arg("NX");
-        let wait = self.replica_wait();
+        let s = &self.config.settings;
+        check_size(&keys, &payload, s.max_size)?;
+        let envelope = steps::seal(s, Envelope::new(payload, now_ms()), &keys)?;
+        let set = steps::create(&keys, &envelope, ttl);
+        let wait = steps::replica_wait(s);
         let ran =
             self.link
-                .run_waiting(slot(keys.tag()), self.wait_budget(), |con| match &wait {
+                .run_waiting(slot(keys.tag()), steps::wait_budget(s), |con| match &wait {
                     None => Ok((set.query::<Value>(con)?, Value::Nil)),
                     Some(wait) => redis::pipe()
                         .add_command(set.clone())
                         .add_command(wait.clone())
                         .query::<(Value, Value)>(con),
                 })?;
-        self.replicated(&keys, &ran)?;
+        steps::replicated(&self.config.settings, &keys, &ran.value.1)?;
         match ran.value.0 {
             Value::Nil if ran.retried => {
                 // The first send may have landed before its reply was lost:
@@ -427,7 +306,7 @@ impl Store {
         then: Option<&Cmd>,
     ) -> Result<Ran<(Value, Value)>, Error> {
         let wait = if then.is_some() {
-            self.wait_budget()
+            steps::wait_budget(&self.config.settings)
         } else {
             Duration::ZERO
         };
@@ -444,7 +323,7 @@ impl Store {
         then: Option<&Cmd>,
     ) -> Result<Ran<(Value, Value)>, Error> {
         let wait = if then.is_some() {
-            self.wait_budget()
+            steps::wait_budget(&self.config.settings)
         } else {
             Duration::ZERO
         };
@@ -458,46 +337,6 @@ impl Store {
             self.remember(lease.keys.clone(), lease.token.clone());
         }
         ran
-    }
-
-    /// `WAIT 1 <timeout_ms>` when writes must reach a replica.
-    fn replica_wait(&self) -> Option<Cmd> {
-        (self.config.settings.durability == Durability::Replica).then(|| {
-            let mut wait = redis::cmd("WAIT");
-            wait.arg(1).arg(ms(self.config.settings.timeout));
-            wait
-        })
-    }
-
-    /// How long the server may hold back a `WAIT` reply on purpose.
-    fn wait_budget(&self) -> Duration {
-        match self.config.settings.durability {
-            Durability::Replica => self.config.settings.timeout,
-            Durability::Primary => Duration::ZERO,
-        }
-    }
-
-    /// Checks the `WAIT` reply of a durable write.
-    fn replicated(&self, keys: &SessionKeys, ran: &Ran<(Value, Value)>) -> Result<(), Error> {
-        if self.config.settings.durability != Durability::Replica {
-            return Ok(());
-        }
-        match ran.value.1 {
-            Value::Int(n) if n >= 1 => Ok(()),
-            _ => Err(Error::NotReplicated {
-                session: keys.tag().to_owned(),
-                waited: self.config.settings.timeout,
-            }),
-        }
-    }
-
-    fn loaded(&self, stored: Option<Vec<u8>>, keys: &SessionKeys) -> Loaded {
-        let ring = self.config.settings.encryption_keys.as_ref();
-        Loaded::from_stored(stored, ring, keys.tag())
-    }
-
-    fn seal(&self, envelope: Envelope, keys: &SessionKeys) -> Result<Vec<u8>, Error> {
-        envelope.seal(self.config.settings.encryption_keys.as_ref(), keys.tag())
     }
 
     fn remember(&mut self, keys: SessionKeys, token: LockToken) {
@@ -515,7 +354,6 @@ impl Store {
     /// their leases): a node that is down must not fail requests for the
     /// others.
     fn settle_orphans(&mut self, keys: &SessionKeys) -> Result<(), Error> {
-        let claim = self.claim_window();
         let here = slot(keys.tag());
         let cluster = matches!(self.config.server.topology, Topology::Cluster(_));
         let mut i = self.orphans.len();
@@ -525,53 +363,10 @@ impl Store {
             if cluster && slot(keys.tag()) != here {
                 continue;
             }
-            let call = Call::new(&ABANDON_SCRIPT)
-                .key(keys.lock())
-                .key(keys.queue())
-                .arg(token.as_str())
-                .arg(keys.wake_prefix())
-                .arg(ms(claim));
+            let call = steps::abandon(&keys, &token, &self.config.settings);
             self.call(&keys, &call, None)?;
             self.orphans.remove(i);
         }
         Ok(())
     }
-
-    /// How long a handed-over lock waits for its new owner to claim it.
-    fn claim_window(&self) -> Duration {
-        let s = &self.config.settings;
-        (s.timeout * 2).min(s.lock_ttl)
-    }
-
-    /// Blocks until woken or `nap` passes. The server holds the reply back
-    /// for `nap` on purpose, so the reply budget grows by that much.
-    fn wait_for_wake(
-        &mut self,
-        keys: &SessionKeys,
-        wake: &str,
-        nap: Duration,
-    ) -> Result<(), Error> {
-        let secs = format!("{:.3}", nap.as_secs_f64());
-        self.link.run_waiting(slot(keys.tag()), nap, |con| {
-            redis::cmd("BLPOP").arg(wake).arg(&secs).query::<Value>(con)
-        })?;
-        Ok(())
-    }
-}
-
-/// Reads a fenced step's reply. `lost_is_done` for steps whose purpose (not
-/// holding the lock) a lost lock fulfils when the step had to be resent.
-fn fenced_reply(lease: &Lease, reply: &Value, lost_is_done: bool) -> Result<(), Error> {
-    match FencedReply::parse(reply)? {
-        FencedReply::Done => Ok(()),
-        FencedReply::Lost(_) if lost_is_done => Ok(()),
-        FencedReply::Lost(reason) => Err(Error::LockLost {
-            session: lease.session().to_owned(),
-            reason,
-        }),
-    }
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
