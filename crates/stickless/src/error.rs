@@ -157,6 +157,28 @@ pub enum Error {
         waited: Duration,
     },
 
+    /// The stored value is not a readable session (tampered, foreign, or
+    /// sealed with a key no longer configured); it was left in place.
+    #[error("session {session} is unreadable: {kind}")]
+    Unreadable {
+        /// Hashed session key.
+        session: String,
+        /// What is wrong with it.
+        kind: CorruptKind,
+    },
+
+    /// The stored PHP session data could not be decoded (see [`crate::php`]).
+    #[error("session data: {0}")]
+    Decode(#[from] crate::php::DecodeError),
+
+    /// A session could not be written in PHP's format.
+    #[error("session data: {0}")]
+    Encode(#[from] crate::php::EncodeError),
+
+    /// A session entry does not fit the Rust type asked for, or the other way round.
+    #[error("session entry: {0}")]
+    Value(#[from] crate::php::ValueError),
+
     /// Redis answered something this protocol does not expect.
     #[error("unexpected reply from Redis: {0}")]
     Protocol(String),

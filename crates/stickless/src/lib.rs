@@ -34,9 +34,12 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod aio;
 mod blocking;
 pub mod cluster;
 pub mod config;
+mod connect;
 mod crypto;
 mod envelope;
 mod error;

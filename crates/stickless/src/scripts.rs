@@ -226,6 +226,40 @@ impl Call {
     }
 }
 
+#[cfg(feature = "tokio")]
+impl Call {
+    /// [`run`](Self::run) on an async connection.
+    pub(crate) async fn run_async(
+        &self,
+        con: &mut impl redis::aio::ConnectionLike,
+        then: Option<&Cmd>,
+    ) -> RedisResult<(Value, Value)> {
+        for loaded in [false, true] {
+            let sent = match then {
+                None => self
+                    .cmd()
+                    .query_async::<Value>(con)
+                    .await
+                    .map(|v| (v, Value::Nil)),
+                Some(then) => {
+                    redis::pipe()
+                        .add_command(self.cmd())
+                        .add_command(then.clone())
+                        .query_async(con)
+                        .await
+                }
+            };
+            match sent {
+                Err(e) if !loaded && e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    self.script.load_async(con).await?;
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the second pass always returns")
+    }
+}
+
 /// Reply of `ACQUIRE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcquireReply {

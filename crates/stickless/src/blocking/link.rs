@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use redis::{Connection, RedisResult, Value};
 
-use super::connect::{self, Role};
 use crate::cluster::SlotMap;
 use crate::config::{Config, Endpoint, HostPort, Server, Topology};
+use crate::connect::{self, Role};
 use crate::error::Error;
 use crate::route::{Attempts, Failed, Next, Phase, Routing};
 

@@ -6,7 +6,6 @@
 //! [`Store`] speaks the session protocol; `link` decides where each step
 //! goes (standalone, Sentinel, Cluster) and what to do when it fails.
 
-mod connect;
 mod link;
 
 use std::time::{Duration, Instant};

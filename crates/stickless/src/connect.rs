@@ -1,5 +1,6 @@
-//! Opening one connection to one node: TCP or Unix, TLS with the configured
-//! files, ACL credentials, database, and socket timeouts.
+//! How to reach one node: TCP or Unix, TLS with the configured files, ACL
+//! credentials, database. Shared by both drivers; the blocking one also
+//! opens the connection here.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use crate::config::{Endpoint, Secret, Server, TlsFiles};
 
 /// Whose credentials a connection presents.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Role {
+pub(crate) enum Role {
     /// A node holding sessions: the server's user, password and database.
     Data,
     /// A sentinel: its own credentials, database 0.
@@ -21,13 +22,21 @@ pub(super) enum Role {
 
 /// Connects to `endpoint` within `connect_timeout`, with `io_timeout` on
 /// every later read and write.
-pub(super) fn open(
+pub(crate) fn open(
     server: &Server,
     endpoint: &Endpoint,
     role: Role,
     connect_timeout: Duration,
     io_timeout: Duration,
 ) -> RedisResult<Connection> {
+    let con = client(server, endpoint, role)?.get_connection_with_timeout(connect_timeout)?;
+    con.set_read_timeout(Some(io_timeout))?;
+    con.set_write_timeout(Some(io_timeout))?;
+    Ok(con)
+}
+
+/// A client for `endpoint` (no I/O), with TLS files read afresh.
+pub(crate) fn client(server: &Server, endpoint: &Endpoint, role: Role) -> RedisResult<Client> {
     let (user, password, db) = match role {
         Role::Data => (&server.username, &server.password, server.db),
         Role::Sentinel => (&server.sentinel_username, &server.sentinel_password, 0),
@@ -55,16 +64,12 @@ pub(super) fn open(
         redis = redis.set_password(password);
     }
     let info = addr.into_connection_info()?.set_redis_settings(redis);
-    let client = match &server.tls {
+    match &server.tls {
         Some(tls) if tls.ca.is_some() || tls.cert.is_some() => {
-            Client::build_with_tls(info, certificates(tls)?)?
+            Client::build_with_tls(info, certificates(tls)?)
         }
-        _ => Client::open(info)?,
-    };
-    let con = client.get_connection_with_timeout(connect_timeout)?;
-    con.set_read_timeout(Some(io_timeout))?;
-    con.set_write_timeout(Some(io_timeout))?;
-    Ok(con)
+        _ => Client::open(info),
+    }
 }
 
 /// Reads the TLS files afresh (they may have been rotated since the last

@@ -1,0 +1,399 @@
+//! The async half of routing: per node, a deadpool of multiplexed
+//! connections for commands and another for blocking waits; the decisions
+//! come from `route`, as for the blocking driver.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use deadpool_redis::{Connection, Manager, Pool, PoolError, Runtime};
+use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult, Value};
+use tokio::time::timeout;
+
+use crate::cluster::SlotMap;
+use crate::config::{Config, Endpoint, HostPort, Server, Topology};
+use crate::connect::{self, Role, is_primary};
+use crate::error::Error;
+use crate::route::{Attempts, Failed, Next, Phase, Routing};
+use crate::scripts::Call;
+
+/// The value of a step, and whether it took more than one attempt.
+pub(super) struct Ran<T> {
+    pub value: T,
+    pub retried: bool,
+}
+
+/// What one step sends. An enum rather than a closure: the futures stay
+/// `Send` without boxing, and a resend can pick a different message.
+#[derive(Clone, Copy)]
+pub(super) enum Op<'a> {
+    Cmd(&'a redis::Cmd),
+    Pipe(&'a redis::Pipeline),
+    /// A script, with `then` pipelined after it; replies `[script, then]`.
+    Call {
+        first: &'a Call,
+        /// Sent instead of `first` on every later attempt.
+        resend: &'a Call,
+        then: Option<&'a redis::Cmd>,
+    },
+}
+
+impl Op<'_> {
+    async fn send(self, con: &mut Connection, attempt: u32) -> RedisResult<Value> {
+        match self {
+            Self::Cmd(cmd) => cmd.query_async(con).await,
+            Self::Pipe(pipe) => pipe.query_async(con).await,
+            Self::Call {
+                first,
+                resend,
+                then,
+            } => {
+                let call = if attempt <= 1 { first } else { resend };
+                let (a, b) = call.run_async(con, then).await?;
+                Ok(Value::Array(vec![a, b]))
+            }
+        }
+    }
+}
+
+/// Which pool a step borrows from. A waiter holds its connection for the
+/// whole wait, so waits have their own pool and never starve commands.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Use {
+    Command,
+    Wait,
+}
+
+/// Connections per node and use; enough for a busy service, bounded so a
+/// pile-up cannot exhaust the server's `maxclients`.
+const COMMAND_POOL: usize = 16;
+const WAIT_POOL: usize = 64;
+
+struct State {
+    routing: Routing,
+    pools: HashMap<(Endpoint, Use), Pool>,
+}
+
+pub(super) struct Link {
+    server: Server,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+    budget: Duration,
+    state: Mutex<State>,
+    round_trips: AtomicU64,
+}
+
+fn timed_out(what: &'static str) -> RedisError {
+    RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, what))
+}
+
+impl Link {
+    pub fn new(config: &Config) -> Self {
+        let s = &config.settings;
+        Self {
+            server: config.server.clone(),
+            connect_timeout: s.connect_timeout,
+            io_timeout: s.timeout,
+            budget: s.budget,
+            state: Mutex::new(State {
+                routing: Routing::new(&config.server.topology),
+                pools: HashMap::new(),
+            }),
+            round_trips: AtomicU64::new(0),
+        }
+    }
+
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves a routing view that is at
+        // worst stale, which every step can recover from.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `step` on the node serving `slot` within `budget_ms`, plus
+    /// `wait` the server may hold the reply back on purpose.
+    pub async fn run(
+        &self,
+        slot: u16,
+        used: Use,
+        wait: Duration,
+        op: Op<'_>,
+    ) -> Result<Ran<Value>, Error> {
+        let mut attempts = Attempts::new(self.budget, wait);
+        loop {
+            attempts.count += 1;
+            let asking = attempts.asking.take();
+            let failed = match self.attempt(slot, used, asking, wait, &attempts, op).await {
+                Ok(value) => {
+                    return Ok(Ran {
+                        value,
+                        retried: attempts.count > 1,
+                    });
+                }
+                Err(failed) => failed,
+            };
+            let next = {
+                let mut state = self.state();
+                let (next, drop_node) = attempts.absorb(&failed, &mut state.routing, slot);
+                if drop_node && let Some(node) = &failed.node {
+                    // Idle connections to a dead node are of no use either.
+                    state.pools.retain(|(endpoint, _), _| endpoint != node);
+                }
+                next
+            };
+            match next {
+                Next::Now => {}
+                Next::Pause(pause) => tokio::time::sleep(pause).await,
+                Next::GiveUp => {
+                    let state = self.state();
+                    let timeouts = (self.connect_timeout, self.io_timeout, self.budget);
+                    return Err(attempts.unavailable(
+                        &failed,
+                        &self.server.to_string(),
+                        &state.routing,
+                        timeouts,
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        slot: u16,
+        used: Use,
+        asking: Option<Endpoint>,
+        wait: Duration,
+        attempts: &Attempts,
+        op: Op<'_>,
+    ) -> Result<Value, Failed> {
+        let is_asking = asking.is_some();
+        let node = match asking {
+            Some(node) => node,
+            None => self.target(slot, attempts).await?,
+        };
+        let mut con = self.checkout(&node, used, attempts).await?;
+        let reply_budget = attempts
+            .left()
+            .saturating_sub(wait)
+            .min(self.io_timeout)
+            .max(Duration::from_millis(1));
+        self.round_trips
+            .fetch_add(1 + u64::from(is_asking), Ordering::Relaxed);
+        let sent = timeout(reply_budget + wait, async {
+            if is_asking {
+                redis::cmd("ASKING").query_async::<()>(&mut con).await?;
+            }
+            op.send(&mut con, attempts.count).await
+        })
+        .await;
+        match sent {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                if !matches!(err.kind(), ErrorKind::Server(_)) {
+                    // Broken: keep it out of the pool.
+                    drop(Connection::take(con));
+                }
+                Err(Failed::at(err, &node, Phase::Reply, false))
+            }
+            Err(_) => {
+                // The reply may still arrive later, out of turn for the
+                // next user: never hand this connection out again.
+                drop(Connection::take(con));
+                Err(Failed::at(
+                    timed_out("no reply within timeout_ms"),
+                    &node,
+                    Phase::Reply,
+                    false,
+                ))
+            }
+        }
+    }
+
+    /// A connection to `node` from its pool, opened within what is left of
+    /// the budget (a pooled one is checked with a PING first).
+    async fn checkout(
+        &self,
+        node: &Endpoint,
+        used: Use,
+        attempts: &Attempts,
+    ) -> Result<Connection, Failed> {
+        let pool = self
+            .pool(node, used)
+            .map_err(|err| Failed::at(err, node, Phase::Connect, false))?;
+        let budget = attempts.left().min(self.connect_timeout + self.io_timeout);
+        match timeout(budget.max(Duration::from_millis(1)), pool.get()).await {
+            Ok(Ok(con)) => Ok(con),
+            Ok(Err(PoolError::Backend(err))) => Err(Failed::at(err, node, Phase::Connect, false)),
+            Ok(Err(other)) => Err(Failed::at(
+                RedisError::from((ErrorKind::Io, "connection pool", other.to_string())),
+                node,
+                Phase::Connect,
+                false,
+            )),
+            Err(_) => Err(Failed::at(
+                timed_out("could not connect"),
+                node,
+                Phase::Connect,
+                false,
+            )),
+        }
+    }
+
+    fn pool(&self, node: &Endpoint, used: Use) -> RedisResult<Pool> {
+        let mut state = self.state();
+        if let Some(pool) = state.pools.get(&(node.clone(), used)) {
+            return Ok(pool.clone());
+        }
+        let info = connect::client(&self.server, node, Role::Data)?
+            .get_connection_info()
+            .clone();
+        // Replies are bounded by the step's own timeout, which knows about
+        // deliberate waits (BLPOP, WAIT); the connection's must not cut them.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(None);
+        let manager = Manager::new_with_config(info, config)?;
+        let size = match used {
+            Use::Command => COMMAND_POOL,
+            Use::Wait => WAIT_POOL,
+        };
+        let pool = Pool::builder(manager)
+            .max_size(size)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| RedisError::from((ErrorKind::Client, "connection pool", e.to_string())))?;
+        state.pools.insert((node.clone(), used), pool.clone());
+        Ok(pool)
+    }
+
+    async fn target(&self, slot: u16, attempts: &Attempts) -> Result<Endpoint, Failed> {
+        if let Some(node) = self.state().routing.known(slot) {
+            return Ok(node);
+        }
+        match &self.server.topology {
+            Topology::Standalone(endpoint) => Ok(endpoint.clone()),
+            Topology::Sentinel { sentinels, service } => {
+                let primary = self.ask_sentinels(sentinels, service, attempts).await?;
+                let node = Endpoint::Tcp(primary.clone());
+                // Sentinels learn of a failover a little after it happens.
+                let mut con = self.checkout(&node, Use::Command, attempts).await?;
+                self.round_trips.fetch_add(1, Ordering::Relaxed);
+                let role: Vec<Value> = redis::cmd("ROLE")
+                    .query_async(&mut con)
+                    .await
+                    .map_err(|e| Failed::at(e, &node, Phase::Reply, false))?;
+                if !is_primary(&role) {
+                    return Err(Failed::at(
+                        Failed::not_primary(),
+                        &node,
+                        Phase::Reply,
+                        false,
+                    ));
+                }
+                self.state().routing.set_primary(primary);
+                Ok(node)
+            }
+            Topology::Cluster(seeds) => {
+                let map = self.read_slot_map(seeds, attempts).await?;
+                let primary = map.primary(slot).cloned();
+                self.state().routing.set_map(map);
+                primary
+                    .map(Endpoint::Tcp)
+                    .ok_or_else(|| Failed::no_owner(slot))
+            }
+        }
+    }
+
+    async fn ask_sentinels(
+        &self,
+        sentinels: &[HostPort],
+        service: &str,
+        attempts: &Attempts,
+    ) -> Result<HostPort, Failed> {
+        let mut why = Vec::new();
+        for sentinel in sentinels {
+            let endpoint = Endpoint::Tcp(sentinel.clone());
+            let budget = attempts.left().min(self.connect_timeout + self.io_timeout);
+            let asked = timeout(budget.max(Duration::from_millis(1)), async {
+                let client = connect::client(&self.server, &endpoint, Role::Sentinel)?;
+                let mut con = client.get_multiplexed_async_connection().await?;
+                self.round_trips.fetch_add(1, Ordering::Relaxed);
+                redis::cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg(service)
+                    .query_async::<Option<(String, u16)>>(&mut con)
+                    .await
+            })
+            .await
+            .unwrap_or_else(|_| Err(timed_out("no reply")));
+            match asked {
+                Ok(Some((host, port))) => return Ok(HostPort::new(host, port)),
+                Ok(None) => why.push(format!("{sentinel}: does not monitor `{service}`")),
+                Err(e) => why.push(format!("{sentinel}: {e}")),
+            }
+            if attempts.left().is_zero() {
+                break;
+            }
+        }
+        Err(Failed::everywhere("no sentinel named the primary", why))
+    }
+
+    async fn read_slot_map(
+        &self,
+        seeds: &[HostPort],
+        attempts: &Attempts,
+    ) -> Result<SlotMap, Failed> {
+        let candidates = {
+            let state = self.state();
+            let connected = state.pools.keys().filter_map(|(e, _)| match e {
+                Endpoint::Tcp(hp) => Some(hp.clone()),
+                Endpoint::Unix(_) => None,
+            });
+            state.routing.map_candidates(connected, seeds)
+        };
+        let mut why = Vec::new();
+        for candidate in candidates {
+            if attempts.left().is_zero() {
+                break;
+            }
+            let node = Endpoint::Tcp(candidate.clone());
+            let reply = match self.checkout(&node, Use::Command, attempts).await {
+                Ok(mut con) => {
+                    self.round_trips.fetch_add(1, Ordering::Relaxed);
+                    let budget = attempts
+                        .left()
+                        .min(self.io_timeout)
+                        .max(Duration::from_millis(1));
+                    timeout(
+                        budget,
+                        redis::cmd("CLUSTER")
+                            .arg("SLOTS")
+                            .query_async::<Value>(&mut con),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out("no reply")))
+                }
+                Err(failed) => Err(failed.err),
+            };
+            match reply.map(|r| SlotMap::from_cluster_slots(&r, &candidate)) {
+                Ok(Ok(map)) => return Ok(map),
+                Ok(Err(e)) => why.push(format!("{candidate}: {e}")),
+                Err(e) => {
+                    self.state()
+                        .pools
+                        .retain(|(endpoint, _), _| *endpoint != node);
+                    why.push(format!("{candidate}: {e}"));
+                }
+            }
+        }
+        Err(Failed::everywhere(
+            "no cluster node answered CLUSTER SLOTS",
+            why,
+        ))
+    }
+}
