@@ -283,10 +283,17 @@ impl Link {
                 // Sentinels learn of a failover a little after it happens.
                 let mut con = self.checkout(&node, Use::Command, attempts).await?;
                 self.round_trips.fetch_add(1, Ordering::Relaxed);
-                let role: Vec<Value> = redis::cmd("ROLE")
-                    .query_async(&mut con)
+                let budget = attempts
+                    .left()
+                    .min(self.io_timeout)
+                    .max(Duration::from_millis(1));
+                let role: Vec<Value> = timeout(budget, redis::cmd("ROLE").query_async(&mut con))
                     .await
-                    .map_err(|e| Failed::at(e, &node, Phase::Reply, false))?;
+                    .unwrap_or_else(|_| Err(timed_out("no reply")))
+                    .map_err(|e| {
+                        drop(Connection::take(con));
+                        Failed::at(e, &node, Phase::Reply, false)
+                    })?;
                 if !is_primary(&role) {
                     return Err(Failed::at(
                         Failed::not_primary(),

@@ -1,0 +1,61 @@
+//! The async store behind the blocking store's face, so the one behaviour
+//! suite can drive both.
+
+use std::time::Duration;
+
+use stickless::{Config, Error, Lease, Loaded, OpenMode, Opened, SessionId, SessionKeys, aio};
+
+pub struct Store {
+    runtime: tokio::runtime::Runtime,
+    store: aio::Store,
+}
+
+impl Store {
+    pub fn new(config: Config) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        Self {
+            runtime,
+            store: aio::Store::new(config),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        self.store.config()
+    }
+
+    pub fn keys(&self, id: &SessionId) -> SessionKeys {
+        self.store.keys(id)
+    }
+
+    pub fn lock(&mut self, id: &SessionId, mode: OpenMode) -> Result<Opened, Error> {
+        self.runtime.block_on(self.store.lock(id, mode))
+    }
+
+    pub fn load(&mut self, id: &SessionId) -> Result<Loaded, Error> {
+        self.runtime.block_on(self.store.load(id))
+    }
+
+    pub fn commit(&mut self, lease: Lease, payload: Vec<u8>, ttl: Duration) -> Result<(), Error> {
+        self.runtime
+            .block_on(self.store.commit(lease, payload, ttl))
+    }
+
+    pub fn touch(&mut self, lease: Lease, ttl: Duration) -> Result<(), Error> {
+        self.runtime.block_on(self.store.touch(lease, ttl))
+    }
+
+    pub fn release(&mut self, lease: Lease) -> Result<(), Error> {
+        self.runtime.block_on(self.store.release(lease))
+    }
+
+    pub fn destroy(&mut self, id: &SessionId, lease: Option<Lease>) -> Result<(), Error> {
+        self.runtime.block_on(self.store.destroy(id, lease))
+    }
+
+    pub fn create(&mut self, id: &SessionId, payload: Vec<u8>, ttl: Duration) -> Result<(), Error> {
+        self.runtime.block_on(self.store.create(id, payload, ttl))
+    }
+}
