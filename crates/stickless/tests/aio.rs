@@ -6,6 +6,9 @@
 
 mod support;
 
-use support::aio_facade::Store;
+#[path = "support/aio_facade.rs"]
+mod aio_facade;
+
+use aio_facade::Store;
 
 include!("suite/behaviour.rs");

@@ -6,8 +6,6 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
-#[cfg(feature = "tokio")]
-pub mod aio_facade;
 pub mod cluster;
 pub mod deployment;
 pub mod sentinel;
