@@ -76,6 +76,10 @@ pub enum Error {
     #[error(transparent)]
     InvalidId(#[from] InvalidSessionId),
 
+    /// The configuration (a save path, an option) is invalid; nothing was sent.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+
     /// Redis could not be reached or did not answer in time.
     #[error("{server}: {cause} (after {} ms)", elapsed.as_millis())]
     Unavailable {
