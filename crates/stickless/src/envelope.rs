@@ -25,7 +25,7 @@ pub struct Envelope {
     pub created_ms: u64,
     /// Unix milliseconds of the last write.
     pub updated_ms: u64,
-    /// [`FLAG_ENCRYPTED`], or 0 for a plain payload.
+    /// Bit 1 set for an encrypted payload, or 0 for a plain one.
     pub flags: u32,
     /// The session payload exactly as PHP's serializer produced it (sealed
     /// while the envelope is stored encrypted).

@@ -10,11 +10,41 @@
 //!   arrival order.
 //! - **Fenced writes.** A write whose lock expired is refused, never applied.
 //!
-//! The crate is layered: a sans-IO protocol ([`SessionKeys`], [`Envelope`],
-//! the scripts and their typed replies, [`Lease`]) and a blocking driver
-//! ([`Store`]) over it. [`php`] reads and writes the session data itself, in
-//! PHP's `php` and `php_serialize` formats, for services that share sessions
-//! with PHP.
+//! - **Any topology.** One server, Redis Cluster or Sentinel, each also over
+//!   TLS, from one URL (see [`Config`]); failovers are ridden through within
+//!   a time budget, and a write is never applied twice.
+//!
+//! The crate is layered:
+//!
+//! - a sans-IO protocol: [`config`], [`SessionKeys`], [`Envelope`], the
+//!   [`scripts`] and their typed replies, [`Lease`], [`cluster`] slots, and
+//!   [`php`], which reads and writes the session data itself in PHP's `php`
+//!   and `php_serialize` formats, with serde;
+//! - two drivers over it that pass the same behaviour suite: the blocking
+//!   [`Store`] (what the PHP extension uses), and the async
+//!   [`aio::Store`](crate::aio) on tokio and deadpool-redis (feature `tokio`),
+//!   for Rust services that share sessions with PHP.
+//!
+//! A Rust service reading and changing the session PHP wrote (feature
+//! `tokio`; see `docs/RUST.md`):
+//!
+//! ```no_run
+//! # #[cfg(feature = "tokio")]
+//! # async fn demo() -> Result<(), stickless::Error> {
+//! use stickless::{Config, SessionId, aio::Store};
+//!
+//! let store = Store::new(Config::parse("redis+cluster://10.0.0.1:7000,10.0.0.2:7000")?);
+//! let id = SessionId::parse("q3e1cmd7fqq2c3cl1v2qktm3ht")?; // the PHPSESSID cookie
+//! if let Some(mut session) = store.open(&id).await? {
+//!     let visits: i64 = session.get("visits")?.unwrap_or(0);
+//!     session.set("visits", &(visits + 1))?;
+//!     session.commit().await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The blocking driver, one protocol step at a time:
 //!
 //! ```no_run
 //! use std::time::Duration;
