@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Local demo and benchmark stack for stickless: one redis-server, N php-fpm
-# masters ("pods"), optionally one memcached, and one nginx load-balancing
-# round-robin across the pods, all on 127.0.0.1, all with their state
-# (configs, pidfiles, sockets, logs, file sessions) under $STACK_DIR.
+# masters ("pods"), optionally one memcached, optionally the Rust gateway
+# (examples/axum-gateway) sharing the pods' sessions, and one nginx
+# load-balancing round-robin across the pods and sending /api/ to the gateway,
+# all on 127.0.0.1, all with their state (configs, pidfiles, sockets, logs,
+# file sessions) under $STACK_DIR.
 #
 #   deploy/local/stack.sh up       start everything, wait until it serves, print the URL
 #   deploy/local/stack.sh down     stop what `up` started (by the PIDs in its pidfiles)
@@ -13,7 +15,7 @@
 # loopback, every process is started by this script, and `down` only signals
 # PIDs from our own pidfiles, after checking that each PID still belongs to
 # this stack. `up` starts afresh (it deletes its own sub-directories of
-# $STACK_DIR: redis, memcached, pods, nginx, sessions) and writes
+# $STACK_DIR: redis, memcached, pods, gateway, nginx, sessions) and writes
 # $STACK_DIR/stack.env (URL, ports, pods, handler) once everything serves.
 #
 # Session handlers (SESSION_HANDLER), for comparing them under load:
@@ -71,16 +73,27 @@
 #   MEMCACHED_PORT     memcached port [a free one]
 #   NGINX_PORT         nginx port [a free one]
 #   NGINX_CONNECTIONS  nginx worker_connections (a proxied request holds two) [4096]
+#   GATEWAY            auto | 1 | 0: run the Rust gateway (examples/axum-gateway)
+#                      behind nginx's /api/. It speaks stickless, so it needs
+#                      SESSION_HANDLER=stickless, a save path without {pod}, and a
+#                      session.serialize_handler of php or php_serialize. auto: run
+#                      it when those hold and GATEWAY_BIN exists; 1: fail when they
+#                      do not [auto]
+#   GATEWAY_BIN        the gateway binary [<repo>/target/release/axum-gateway]
+#   GATEWAY_PORT       gateway port [a free one]
 #   STACK_USER         only when run as root: user the php-fpm workers, nginx workers
 #                      and memcached run as [root]; e.g. www-data (it must be able to
-#                      read deploy/local/www and reach $STACK_DIR)
+#                      read deploy/local/www and reach $STACK_DIR). The gateway runs
+#                      as the user running this script.
 #   READY_TIMEOUT      seconds to wait for each readiness condition [30]
 #   PHP_FPM, PHP_CLI, NGINX, REDIS_SERVER, REDIS_CLI, MEMCACHED_SERVER   binaries
 #                      [php-fpm8.2, php8.2, nginx, redis-server, redis-cli, memcached]
 #
 # Endpoints (deploy/local/www): / (demo page), hello.php (no session),
-# healthz.php (readiness), bench/{counter,read,big,slow}.php (see their headers);
-# every pod answers with an "X-Pod: <pod>" header.
+# healthz.php (readiness), login.php and cart.php (a user and a cart the gateway
+# shares), bench/{counter,read,big,slow}.php (see their headers); every pod
+# answers with an "X-Pod: <pod>" header. /api/ (me, cart, healthz) is the
+# gateway, "X-Pod: axum-gateway"; 503 JSON when it is not running.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -189,6 +202,11 @@ owned_pid() {
       # started in its state dir by start_memcached
       cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || cwd=""
       [[ "$cmdline" == *memcached* && "$cwd" == "$STACK_DIR/memcached" ]] || return 0
+      ;;
+    gateway)
+      # started in its state dir by start_gateway, with --listen
+      cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || cwd=""
+      [[ "$cmdline" == *" --listen "* && "$cwd" == "$STACK_DIR/gateway" ]] || return 0
       ;;
     *)
       # php-fpm: "php-fpm: master process (<conf>)"; nginx: "nginx: master process ... -c <conf>"
@@ -529,8 +547,97 @@ start_pods() {
   done
 }
 
+# --- the Rust gateway (examples/axum-gateway) -------------------------------
+
+# php_setting NAME_REGEX PHPINFO -> the local value of an ini setting in
+# `php -i` output ("name => local => master").
+php_setting() {
+  sed -n 's/^'"$1"' => \(.*\) => .*$/\1/p' <<<"$2" | head -n 1
+}
+
+# plan_gateway SAVE_PATH -> GATEWAY_ON (0 or 1), and GW_HANDLER, GW_LIFETIME
+# and GW_COOKIE: the pods' session.serialize_handler, gc_maxlifetime and name
+# as their PHP resolves them (ini files, PHP_NO_INI, PHP_DEFINES), so the
+# gateway reads and writes sessions exactly as the pods do. A reason not to
+# run it is logged (GATEWAY=auto) or fatal (GATEWAY=1).
+plan_gateway() {
+  local save_path=$1 why="" info
+  GATEWAY_ON=0
+  [[ "$GATEWAY" != 0 ]] || return 0
+  if [[ "$SESSION_HANDLER" != stickless ]]; then
+    why="it speaks stickless, and session.save_handler is $SESSION_HANDLER"
+  elif [[ "$save_path" == *"{pod}"* ]]; then
+    why="the save path gives each pod sessions of its own ({pod})"
+  elif [[ ! -x "$GATEWAY_BIN" ]]; then
+    why="no $GATEWAY_BIN (cargo build --release -p stickless-axum-gateway)"
+  else
+    info=$("$PHP_FPM" "${FPM_ARGS[@]}" -i 2>&1) || die "php-fpm -i failed: $info"
+    GW_HANDLER=$(php_setting 'session\.serialize_handler' "$info")
+    GW_LIFETIME=$(php_setting 'session\.gc_maxlifetime' "$info")
+    GW_COOKIE=$(php_setting 'session\.name' "$info")
+    case "$GW_HANDLER" in
+      php | php_serialize) ;;
+      *) why="it reads session.serialize_handler php and php_serialize, not '$GW_HANDLER'" ;;
+    esac
+  fi
+  if [[ -n "$why" ]]; then
+    [[ "$GATEWAY" != 1 ]] || die "GATEWAY=1, but the gateway cannot run: $why"
+    log "gateway not started: $why"
+    return 0
+  fi
+  GATEWAY_ON=1
+}
+
+gateway_ready() {
+  local pid
+  pid=$(owned_pid gateway "$STACK_DIR/gateway/gateway.pid")
+  [[ -n "$pid" ]] && pid_listens "$pid" "$GATEWAY_PORT" &&
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$GATEWAY_PORT/api/healthz" 2>/dev/null
+}
+
+gateway_dead() {
+  local pid
+  pid=$(read_pidfile "$STACK_DIR/gateway/gateway.pid")
+  [[ -z "$pid" ]] || ! pid_running "$pid"
+}
+
+start_gateway() {
+  local dir="$STACK_DIR/gateway" attempt fixed=${GATEWAY_PORT:-} i pid
+  mkdir -p "$dir"
+  for attempt in 1 2 3 4 5; do
+    GATEWAY_PORT=${fixed:-$(free_port)}
+    # It does not daemonize: in the background its PID is $!, which goes in
+    # the pidfile; its working directory is $dir, which owned_pid checks. The
+    # save path goes in its environment, not its arguments: it may hold a
+    # password, and every user can read arguments in ps.
+    (
+      cd "$dir"
+      export GATEWAY_SAVE_PATH=$SESSION_SAVE_PATH_RESOLVED
+      exec nohup "$GATEWAY_BIN" --listen "127.0.0.1:$GATEWAY_PORT" \
+        --serialize-handler "$GW_HANDLER" --gc-maxlifetime "$GW_LIFETIME" --cookie "$GW_COOKIE" \
+        </dev/null >>"$dir/gateway.log" 2>&1
+    ) &
+    pid=$!
+    printf '%s\n' "$pid" >"$dir/gateway.pid"
+    # Ready once it answers its healthz; give up early if it exited (port taken).
+    for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
+      gateway_ready && {
+        log "gateway ready on 127.0.0.1:$GATEWAY_PORT (pid $pid; serialize_handler $GW_HANDLER, cookie $GW_COOKIE)"
+        return 0
+      }
+      gateway_dead && break
+      sleep 0.1
+    done
+    gateway_dead || die "the gateway did not answer within ${READY_TIMEOUT}s (see $dir/gateway.log)"
+    tail -n 3 "$dir/gateway.log" >&2 || true
+    [[ -z "$fixed" ]] || die "the gateway failed to start on port $fixed (see $dir/gateway.log)"
+    log "the gateway failed to start on port $GATEWAY_PORT (attempt $attempt); trying another port"
+  done
+  die "the gateway failed to start (see $dir/gateway.log)"
+}
+
 write_nginx_conf() {
-  local dir=$1 user_line="" upstreams="" l
+  local dir=$1 user_line="" upstreams="" l gateway_upstream="" api
   if [[ "$(id -u)" -eq 0 ]]; then
     # nginx only honours (and otherwise warns about) "user" when run as root.
     user_line="user $STACK_USER $STACK_GROUP;"
@@ -541,6 +648,25 @@ write_nginx_conf() {
       *) upstreams+="        server $l;"$'\n' ;;
     esac
   done
+  # /api/ is the gateway's, whatever the file names under it (^~: no .php
+  # regex match), and says so in JSON when it is not running.
+  if [[ -n "$GATEWAY_PORT_STATE" ]]; then
+    gateway_upstream="
+    upstream gateway {
+        server 127.0.0.1:$GATEWAY_PORT_STATE;
+        keepalive 16;
+    }
+"
+    api="proxy_pass http://gateway;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;"
+  else
+    api="default_type application/json;
+            return 503 '{\"error\": \"gateway_not_running\", \"message\": \"the Rust gateway is not part of this stack\"}\\n';"
+  fi
   cat >"$dir/nginx.conf" <<EOF
 # generated by deploy/local/stack.sh -- edits are overwritten by the next "up"
 $user_line
@@ -574,7 +700,7 @@ http {
     # request of a user may land on a different pod.
     upstream pods {
 $upstreams    }
-
+$gateway_upstream
     server {
         listen 127.0.0.1:$NGINX_PORT;
         server_name localhost;
@@ -583,6 +709,10 @@ $upstreams    }
 
         location / {
             try_files \$uri \$uri/ =404;
+        }
+
+        location ^~ /api/ {
+            $api
         }
 
         location ~ \.php\$ {
@@ -739,6 +869,7 @@ is_anything_running() {
   [[ -n "$(owned_pid redis "$STACK_DIR/redis/redis.pid")" ]] && return 0
   [[ -n "$(owned_pid nginx "$STACK_DIR/nginx/nginx.pid")" ]] && return 0
   [[ -n "$(owned_pid memcached "$STACK_DIR/memcached/memcached.pid")" ]] && return 0
+  [[ -n "$(owned_pid gateway "$STACK_DIR/gateway/gateway.pid")" ]] && return 0
   local f
   for f in "$STACK_DIR"/pods/*/php-fpm.pid; do
     [[ -e "$f" ]] || continue
@@ -807,6 +938,12 @@ cmd_up() {
   if ! [[ "$NGINX_CONNECTIONS" =~ ^[0-9]+$ ]] || ((NGINX_CONNECTIONS < 16)); then
     die "NGINX_CONNECTIONS must be >= 16"
   fi
+  GATEWAY=${GATEWAY:-auto}
+  case "$GATEWAY" in
+    auto | 0 | 1) ;;
+    *) die "GATEWAY must be auto, 0 or 1" ;;
+  esac
+  GATEWAY_BIN=${GATEWAY_BIN:-$REPO_ROOT/target/release/axum-gateway}
   STACK_USER=${STACK_USER:-root}
   if [[ "$(id -u)" -eq 0 ]]; then
     id "$STACK_USER" >/dev/null 2>&1 || die "STACK_USER '$STACK_USER' does not exist"
@@ -823,11 +960,12 @@ cmd_up() {
   resolve_extensions
   check_extensions
   fpm_args
+  plan_gateway "$save_path"
 
   # Fresh state (only our own sub-directories: STACK_DIR itself may be shared).
   mkdir -p "$STACK_DIR"
-  rm -rf "$STACK_DIR/redis" "$STACK_DIR/memcached" "$STACK_DIR/pods" "$STACK_DIR/nginx" \
-    "$STACK_DIR/sessions" "$STATE_FILE"
+  rm -rf "$STACK_DIR/redis" "$STACK_DIR/memcached" "$STACK_DIR/pods" "$STACK_DIR/gateway" \
+    "$STACK_DIR/nginx" "$STACK_DIR/sessions" "$STATE_FILE"
   # Workers running as STACK_USER reach their sockets, pidfiles and session
   # directories through STACK_DIR (a mktemp -d one is 0700).
   if [[ "$(id -u)" -eq 0 && "$STACK_USER" != root ]] && command -v runuser >/dev/null 2>&1; then
@@ -851,6 +989,11 @@ cmd_up() {
   SESSION_SAVE_PATH_RESOLVED=${SESSION_SAVE_PATH_RESOLVED//\{memcached_port\}/$MEMCACHED_PORT_STATE}
   make_session_dirs
   start_pods
+  GATEWAY_PORT_STATE=""
+  if [[ "$GATEWAY_ON" == 1 ]]; then
+    start_gateway
+    GATEWAY_PORT_STATE=$GATEWAY_PORT
+  fi
   start_nginx
   wait_all_pods
 
@@ -861,6 +1004,7 @@ URL='$URL'
 REDIS_PORT='$REDIS_PORT'
 MEMCACHED_PORT='$MEMCACHED_PORT_STATE'
 NGINX_PORT='$NGINX_PORT'
+GATEWAY_PORT='$GATEWAY_PORT_STATE'
 POD_LIST='${POD_LIST% }'
 POD_LISTENS='${POD_LISTENS% }'
 SESSION_HANDLER='$SESSION_HANDLER'
@@ -872,6 +1016,9 @@ EOF
   trap - EXIT INT TERM
   log "up: ${PODS} pods x ${FPM_WORKERS} workers behind nginx; session.save_handler=$SESSION_HANDLER"
   log "     session.save_path=$SESSION_SAVE_PATH_RESOLVED"
+  if [[ -n "$GATEWAY_PORT_STATE" ]]; then
+    log "     ${URL}api/ -> Rust gateway on 127.0.0.1:$GATEWAY_PORT_STATE, same sessions"
+  fi
   printf '%s\n' "$URL"
 }
 
@@ -882,6 +1029,8 @@ cmd_down() {
     return 0
   fi
   stop_component nginx nginx "$STACK_DIR/nginx/nginx.pid" QUIT || rc=1
+  # SIGTERM: graceful; requests in flight commit or release their locks.
+  stop_component gateway gateway "$STACK_DIR/gateway/gateway.pid" TERM || rc=1
   for f in "$STACK_DIR"/pods/*/php-fpm.pid; do
     [[ -e "$f" ]] || continue
     pod=$(basename "$(dirname "$f")")
@@ -926,6 +1075,17 @@ cmd_status() {
       up=$((up + 1))
     else
       printf '%-9s DOWN  pid %-7s 127.0.0.1:%s\n' memcached "${pid:--}" "$MEMCACHED_PORT"
+    fi
+  fi
+
+  if [[ -n "${GATEWAY_PORT:-}" ]]; then
+    total=$((total + 1))
+    pid=$(owned_pid gateway "$STACK_DIR/gateway/gateway.pid")
+    if [[ -n "$pid" ]] && gateway_ready; then
+      printf '%-9s up    pid %-7s 127.0.0.1:%s\n' gateway "$pid" "$GATEWAY_PORT"
+      up=$((up + 1))
+    else
+      printf '%-9s DOWN  pid %-7s 127.0.0.1:%s\n' gateway "${pid:--}" "$GATEWAY_PORT"
     fi
   fi
 

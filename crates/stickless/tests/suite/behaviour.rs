@@ -959,8 +959,9 @@ fn password_authenticates_and_never_shows_sentinel() {
 // `cargo test -p stickless --test blocking -- --ignored`.
 
 fn dead_waiter_delays_the_queue_only_for_the_claim_window(server: &dyn Deployment) {
-    // claim window = min(2 * timeout_ms, lock_ttl_ms) = 200 ms.
-    let query = "timeout_ms=100&lock_wait_ms=3000";
+    // claim window = min(2 * timeout_ms, lock_ttl_ms) = 600 ms; far below
+    // the 5 s lock wait, and a reply budget a loaded machine can keep.
+    let query = "timeout_ms=300&lock_wait_ms=5000";
     let id = sid("dead-waiter");
     let mut holder = store(server, query);
     let keys = holder.keys(&id);
@@ -980,11 +981,11 @@ fn dead_waiter_delays_the_queue_only_for_the_claim_window(server: &dyn Deploymen
     holder.release(lease).unwrap();
     let released_at = Instant::now();
     let seen = live.join();
-    // The lock goes to the dead token for the 200 ms claim window; the live
-    // waiter should get it right after, not at its 3 s lock_wait deadline.
+    // The lock goes to the dead token for the 600 ms claim window; the live
+    // waiter should get it right after, not at its 5 s lock_wait deadline.
     let wake = seen.acquired_at.saturating_duration_since(released_at);
     assert!(
-        wake < Duration::from_millis(200) + PROMPT,
+        wake < Duration::from_millis(600) + PROMPT,
         "live waiter got the lock {wake:?} after release"
     );
 }
