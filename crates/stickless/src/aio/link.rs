@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use deadpool_redis::{Connection, Manager, Pool, PoolError, Runtime};
+use deadpool::managed::{self, Metrics, Object, PoolError, RecycleResult};
+use deadpool_redis::Runtime;
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult, Value};
 use tokio::time::timeout;
 
@@ -23,6 +25,32 @@ pub(super) struct Ran<T> {
     pub value: T,
     pub retried: bool,
 }
+
+/// deadpool-redis's manager without its `PING` on every checkout: that
+/// would double the round trips of every step. A connection that died while
+/// idle shows at its first use instead, and the step is sent again once, as
+/// the blocking driver does with a kept connection.
+struct Quiet(deadpool_redis::Manager);
+
+impl managed::Manager for Quiet {
+    type Type = MultiplexedConnection;
+    type Error = RedisError;
+
+    async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
+        managed::Manager::create(&self.0).await
+    }
+
+    async fn recycle(
+        &self,
+        _: &mut MultiplexedConnection,
+        _: &Metrics,
+    ) -> RecycleResult<RedisError> {
+        Ok(())
+    }
+}
+
+type Pool = managed::Pool<Quiet>;
+type Connection = Object<Quiet>;
 
 /// What one step sends. An enum rather than a closure: the futures stay
 /// `Send` without boxing, and a resend can pick a different message.
@@ -40,7 +68,7 @@ pub(super) enum Op<'a> {
 }
 
 impl Op<'_> {
-    async fn send(self, con: &mut Connection, attempt: u32) -> RedisResult<Value> {
+    async fn send(self, con: &mut MultiplexedConnection, attempt: u32) -> RedisResult<Value> {
         match self {
             Self::Cmd(cmd) => cmd.query_async(con).await,
             Self::Pipe(pipe) => pipe.query_async(con).await,
@@ -177,6 +205,7 @@ impl Link {
             None => self.target(slot, attempts).await?,
         };
         let mut con = self.checkout(&node, used, attempts).await?;
+        let reused = Object::metrics(&con).recycle_count > 0;
         let reply_budget = attempts
             .left()
             .saturating_sub(wait)
@@ -186,7 +215,7 @@ impl Link {
             .fetch_add(1 + u64::from(is_asking), Ordering::Relaxed);
         let sent = timeout(reply_budget + wait, async {
             if is_asking {
-                redis::cmd("ASKING").query_async::<()>(&mut con).await?;
+                redis::cmd("ASKING").query_async::<()>(&mut *con).await?;
             }
             op.send(&mut con, attempts.count).await
         })
@@ -196,19 +225,19 @@ impl Link {
             Ok(Err(err)) => {
                 if !matches!(err.kind(), ErrorKind::Server(_)) {
                     // Broken: keep it out of the pool.
-                    drop(Connection::take(con));
+                    drop(Object::take(con));
                 }
-                Err(Failed::at(err, &node, Phase::Reply, false))
+                Err(Failed::at(err, &node, Phase::Reply, reused))
             }
             Err(_) => {
                 // The reply may still arrive later, out of turn for the
                 // next user: never hand this connection out again.
-                drop(Connection::take(con));
+                drop(Object::take(con));
                 Err(Failed::at(
                     timed_out("no reply within timeout_ms"),
                     &node,
                     Phase::Reply,
-                    false,
+                    reused,
                 ))
             }
         }
@@ -257,12 +286,12 @@ impl Link {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(None);
-        let manager = Manager::new_with_config(info, config)?;
+        let manager = Quiet(deadpool_redis::Manager::new_with_config(info, config)?);
         let size = match used {
             Use::Command => COMMAND_POOL,
             Use::Wait => WAIT_POOL,
         };
-        let pool = Pool::builder(manager)
+        let pool = managed::Pool::builder(manager)
             .max_size(size)
             .runtime(Runtime::Tokio1)
             .build()
@@ -287,11 +316,11 @@ impl Link {
                     .left()
                     .min(self.io_timeout)
                     .max(Duration::from_millis(1));
-                let role: Vec<Value> = timeout(budget, redis::cmd("ROLE").query_async(&mut con))
+                let role: Vec<Value> = timeout(budget, redis::cmd("ROLE").query_async(&mut *con))
                     .await
                     .unwrap_or_else(|_| Err(timed_out("no reply")))
                     .map_err(|e| {
-                        drop(Connection::take(con));
+                        drop(Object::take(con));
                         Failed::at(e, &node, Phase::Reply, false)
                     })?;
                 if !is_primary(&role) {
@@ -380,7 +409,7 @@ impl Link {
                         budget,
                         redis::cmd("CLUSTER")
                             .arg("SLOTS")
-                            .query_async::<Value>(&mut con),
+                            .query_async::<Value>(&mut *con),
                     )
                     .await
                     .unwrap_or_else(|_| Err(timed_out("no reply")))
