@@ -97,6 +97,46 @@ fn tls_client_certificates_are_presented_when_required() {
     unavailable_cause(increment(&mut without, &sid(2)));
 }
 
+#[test]
+fn tls_reaches_every_node_of_a_cluster() {
+    let ca = TestCa::generate();
+    let (cluster, tls_ports) = RedisCluster::start_tls(&ca);
+    let url = format!(
+        "rediss+cluster://127.0.0.1:{},127.0.0.1:{}?prefix=tlsc:&tls_ca={}",
+        tls_ports[0],
+        tls_ports[1],
+        ca.ca().display()
+    );
+    let mut store = Store::new(Config::parse(&url).unwrap());
+    for n in 0..12 {
+        assert_eq!(increment(&mut store, &sid(100 + n)).unwrap(), 1);
+        assert_eq!(increment(&mut store, &sid(100 + n)).unwrap(), 2);
+    }
+    // The sessions landed on every primary, each reached on its TLS port
+    // (the port CLUSTER SLOTS reports to a TLS client).
+    let mut primaries = 0;
+    for (node, tls_port) in cluster.nodes.iter().zip(&tls_ports) {
+        let mut con = node.client();
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut con)
+            .unwrap();
+        let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
+        if stats.contains("cmdstat_evalsha") {
+            primaries += 1;
+            assert!(
+                clients.contains(&format!("laddr=127.0.0.1:{tls_port} ")),
+                "no client on the TLS port of node {}: {clients}",
+                node.port()
+            );
+        }
+    }
+    assert_eq!(
+        primaries, 3,
+        "sessions did not reach every primary over TLS"
+    );
+}
+
 // ---------------------------------------------------------------- ACL
 
 /// The least a stickless user needs, on its own key prefix only.

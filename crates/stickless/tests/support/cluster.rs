@@ -24,6 +24,25 @@ impl RedisCluster {
     /// Node timeout 1 s: a dead primary is replaced within a few seconds.
     /// Full coverage off: the other primaries keep serving meanwhile.
     pub fn start_with(password: Option<&str>) -> Self {
+        Self::start_with_node_args(password, |_| Vec::new())
+    }
+
+    /// Every node also serves TLS (and speaks TLS on the cluster bus and for
+    /// replication) with certificates from `ca`; `tls_ports()` lists the ports.
+    pub fn start_tls(ca: &super::tls::TestCa) -> (Self, Vec<u16>) {
+        let ports: Vec<u16> = (0..6).map(|_| super::free_port()).collect();
+        let cluster = Self::start_with_node_args(None, |i| {
+            let mut args = ca.server_args(ports[i], false);
+            args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from));
+            args
+        });
+        (cluster, ports)
+    }
+
+    fn start_with_node_args(
+        password: Option<&str>,
+        node_args: impl Fn(usize) -> Vec<String>,
+    ) -> Self {
         let args: Vec<String> = [
             "--cluster-enabled",
             "yes",
@@ -38,7 +57,11 @@ impl RedisCluster {
         .map(|s| s.to_string())
         .collect();
         let nodes: Vec<RedisServer> = (0..6)
-            .map(|_| RedisServer::start_with(password, &args))
+            .map(|i| {
+                let mut all = args.clone();
+                all.extend(node_args(i));
+                RedisServer::start_with(password, &all)
+            })
             .collect();
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
