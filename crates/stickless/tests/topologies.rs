@@ -313,3 +313,42 @@ fn no_command_ever_spans_slots_on_a_real_cluster() {
         "the sessions did not spread over every primary"
     );
 }
+
+// ---------------------------------------------------------------- sentinel failover
+
+#[test]
+fn a_sentinel_failover_is_followed_without_a_restart_and_loses_no_acknowledged_write() {
+    let mut set = SentinelSet::start();
+    let base = format!("{}?prefix=sfo:&budget_ms=1500", set.url());
+    let mut durable = Store::new(Config::parse(&format!("{base}&durability=replica")).unwrap());
+    let ids: Vec<SessionId> = (0..5).map(|n| sid(200 + n)).collect();
+    for id in &ids {
+        for _ in 0..4 {
+            increment(&mut durable, id).unwrap();
+        }
+    }
+    // The store keeps its connection to the old primary; it dies.
+    let mut store = Store::new(Config::parse(&base).unwrap());
+    increment(&mut store, &sid(299)).unwrap();
+    let old = set.primary_index();
+    set.servers[old].kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while set.primary_index() == old {
+        assert!(
+            Instant::now() < deadline,
+            "the sentinels never promoted the replica"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The same store, without a restart: asks the sentinels again.
+    for id in &ids {
+        let n = loop {
+            match increment(&mut store, id) {
+                Ok(n) => break n,
+                Err(Error::Unavailable { .. }) if Instant::now() < deadline => continue,
+                Err(e) => panic!("after the failover: {e}"),
+            }
+        };
+        assert_eq!(n, 5, "an acknowledged write was lost in the failover");
+    }
+}
