@@ -243,8 +243,8 @@ impl Link {
         }
     }
 
-    /// A connection to `node` from its pool, opened within what is left of
-    /// the budget (a pooled one is checked with a PING first).
+    /// A connection to `node` from its pool; a new one is opened within what
+    /// is left of the budget.
     async fn checkout(
         &self,
         node: &Endpoint,
