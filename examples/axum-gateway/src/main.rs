@@ -10,6 +10,7 @@ mod cli;
 mod cookie;
 mod error;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -22,7 +23,12 @@ use crate::cli::Cli;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt().with_target(false).init();
+    // Colour codes only help a person at a terminal; in a log file they are noise.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
 
     let store = match cli.store() {
         Ok(store) => store,
