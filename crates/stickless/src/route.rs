@@ -247,6 +247,11 @@ impl Attempts {
         let err = &failed.err;
         let can_fail_over = routing.can_fail_over();
         match err.kind() {
+            // Wrong credentials, a refused ACL, unreadable TLS files: every
+            // node would say the same, so asking again only burns the budget.
+            ErrorKind::AuthenticationFailed
+            | ErrorKind::InvalidClientConfig
+            | ErrorKind::Server(ServerErrorKind::NoPerm) => Next::GiveUp,
             ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask) => {
                 self.redirects += 1;
                 if self.redirects > MAX_REDIRECTS {
@@ -359,4 +364,185 @@ fn demoted(err: &RedisError) -> bool {
     err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
         || (err.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
             && err.to_string().contains("READONLY"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use redis::Value;
+
+    use super::*;
+
+    fn cluster_routing() -> Routing {
+        let node = |port: i64| {
+            Value::Array(vec![
+                Value::BulkString(b"127.0.0.1".to_vec()),
+                Value::Int(port),
+            ])
+        };
+        let reply = Value::Array(vec![Value::Array(vec![
+            Value::Int(0),
+            Value::Int(16383),
+            node(7000),
+        ])]);
+        let map = SlotMap::from_cluster_slots(&reply, &HostPort::new("127.0.0.1", 7000)).unwrap();
+        let mut routing = Routing::new(&Topology::Cluster(vec![HostPort::new("127.0.0.1", 7000)]));
+        routing.set_map(map);
+        routing
+    }
+
+    fn standalone() -> Routing {
+        Routing::new(&Topology::Standalone(Endpoint::Tcp(HostPort::new("h", 1))))
+    }
+
+    fn io_error(kind: io::ErrorKind) -> RedisError {
+        RedisError::from(io::Error::new(kind, "test"))
+    }
+
+    fn failed(err: RedisError, reused: bool) -> Failed {
+        Failed::at(
+            err,
+            &Endpoint::Tcp(HostPort::new("127.0.0.1", 7000)),
+            Phase::Reply,
+            reused,
+        )
+    }
+
+    fn next(attempts: &mut Attempts, routing: &mut Routing, f: &Failed) -> &'static str {
+        match attempts.absorb(f, routing, 42).0 {
+            Next::Now => "now",
+            Next::Pause(_) => "pause",
+            Next::GiveUp => "give up",
+        }
+    }
+
+    #[test]
+    fn moved_updates_the_map_and_retries_at_once() {
+        let mut routing = cluster_routing();
+        let mut attempts = Attempts::new(Duration::from_secs(1), Duration::ZERO);
+        let moved = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::Moved),
+            "MOVED",
+            "42 127.0.0.1:7001".to_owned(),
+        ));
+        assert_eq!(
+            next(&mut attempts, &mut routing, &failed(moved, false)),
+            "now"
+        );
+        assert_eq!(
+            routing.known(42),
+            Some(Endpoint::Tcp(HostPort::new("127.0.0.1", 7001)))
+        );
+        assert_eq!(
+            routing.known(43),
+            Some(Endpoint::Tcp(HostPort::new("127.0.0.1", 7000)))
+        );
+    }
+
+    #[test]
+    fn ask_goes_to_the_named_node_once() {
+        let mut routing = cluster_routing();
+        let mut attempts = Attempts::new(Duration::from_secs(1), Duration::ZERO);
+        let ask = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::Ask),
+            "ASK",
+            "42 127.0.0.1:7002".to_owned(),
+        ));
+        assert_eq!(
+            next(&mut attempts, &mut routing, &failed(ask, false)),
+            "now"
+        );
+        assert_eq!(
+            attempts.asking,
+            Some(Endpoint::Tcp(HostPort::new("127.0.0.1", 7002)))
+        );
+        // The map itself is unchanged: ASK is for one command only.
+        assert_eq!(
+            routing.known(42),
+            Some(Endpoint::Tcp(HostPort::new("127.0.0.1", 7000)))
+        );
+    }
+
+    #[test]
+    fn redirect_loops_end() {
+        let mut routing = cluster_routing();
+        let mut attempts = Attempts::new(Duration::from_secs(1), Duration::ZERO);
+        let moved = || {
+            failed(
+                RedisError::from((
+                    ErrorKind::Server(ServerErrorKind::Moved),
+                    "MOVED",
+                    "42 127.0.0.1:7001".to_owned(),
+                )),
+                false,
+            )
+        };
+        for _ in 0..MAX_REDIRECTS {
+            assert_eq!(next(&mut attempts, &mut routing, &moved()), "now");
+        }
+        assert_eq!(next(&mut attempts, &mut routing, &moved()), "give up");
+    }
+
+    #[test]
+    fn a_timeout_is_retried_only_where_another_node_could_answer() {
+        let timeout = || failed(io_error(io::ErrorKind::TimedOut), true);
+        let mut attempts = Attempts::new(Duration::from_secs(1), Duration::ZERO);
+        assert_eq!(
+            next(&mut attempts, &mut standalone(), &timeout()),
+            "give up"
+        );
+        let mut routing = cluster_routing();
+        assert_eq!(next(&mut attempts, &mut routing, &timeout()), "now");
+        assert_eq!(routing.known(42), None, "the map was not marked stale");
+    }
+
+    #[test]
+    fn a_dead_kept_connection_is_resent_once_then_refusals_end_standalone_steps() {
+        let mut attempts = Attempts::new(Duration::from_secs(1), Duration::ZERO);
+        let mut routing = standalone();
+        let reset = failed(io_error(io::ErrorKind::ConnectionReset), true);
+        assert_eq!(next(&mut attempts, &mut routing, &reset), "now");
+        let refused = failed(io_error(io::ErrorKind::ConnectionRefused), false);
+        assert_eq!(next(&mut attempts, &mut routing, &refused), "give up");
+        // On a cluster a refusal is a failover in progress: pause and retry.
+        let mut routing = cluster_routing();
+        assert_eq!(next(&mut attempts, &mut routing, &refused), "pause");
+    }
+
+    #[test]
+    fn failovers_pause_and_credentials_never_retry() {
+        let mut routing = cluster_routing();
+        let mut attempts = Attempts::new(Duration::from_secs(1), Duration::ZERO);
+        for kind in [
+            ServerErrorKind::TryAgain,
+            ServerErrorKind::ClusterDown,
+            ServerErrorKind::ReadOnly,
+            ServerErrorKind::BusyLoading,
+        ] {
+            let f = failed(RedisError::from((ErrorKind::Server(kind), "busy")), false);
+            assert_eq!(next(&mut attempts, &mut routing, &f), "pause");
+        }
+        let auth = failed(
+            RedisError::from((ErrorKind::AuthenticationFailed, "no")),
+            false,
+        );
+        assert_eq!(next(&mut attempts, &mut routing, &auth), "give up");
+        let acl = failed(
+            RedisError::from((ErrorKind::Server(ServerErrorKind::NoPerm), "no")),
+            false,
+        );
+        assert_eq!(next(&mut attempts, &mut routing, &acl), "give up");
+        let mut exhausted = failed(io_error(io::ErrorKind::ConnectionRefused), false);
+        exhausted.exhausted = true;
+        assert_eq!(next(&mut attempts, &mut routing, &exhausted), "give up");
+    }
+
+    #[test]
+    fn nothing_is_retried_once_the_budget_is_spent() {
+        let mut routing = cluster_routing();
+        let mut attempts = Attempts::new(Duration::ZERO, Duration::ZERO);
+        let refused = failed(io_error(io::ErrorKind::ConnectionRefused), false);
+        assert_eq!(next(&mut attempts, &mut routing, &refused), "give up");
+    }
 }
