@@ -19,6 +19,8 @@ set -euo pipefail
 #   php8.2-fpm       the "pods"
 #   php8.2-redis     phpredis, the comparison/fallback session handler
 #   redis-server     (pulls redis-tools for redis-cli)
+#   redis-tools      redis-cli, which the tests use to form a Redis Cluster
+#   openssl          the TLS tests generate a throw-away CA and certificates
 #   nginx            the round-robin load balancer
 #   curl             readiness checks and the demo client
 #   make             the top-level Makefile
@@ -29,7 +31,7 @@ set -euo pipefail
 packages=(
   php8.2-dev php8.2-cli php8.2-fpm php8.2-redis php8.2-memcached
   clang libclang-dev
-  redis-server redis-tools memcached nginx curl make wrk
+  redis-server redis-tools openssl memcached nginx curl make wrk
 )
 # shellcheck disable=SC2206 # word splitting is the point
 packages+=(${EXTRA_PACKAGES:-})
