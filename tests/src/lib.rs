@@ -78,6 +78,25 @@ pub fn new_session(url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// `$_SESSION['n']` of session `sid`, read without a lock (0 when unset).
+pub fn final_count(url: &str, sid: &str) -> i64 {
+    let out = php_session(
+        url,
+        &format!("session_id('{sid}'); session_start(['read_and_close' => true]); echo $_SESSION['n'] ?? 0;"),
+    )
+    .output()
+    .expect("php runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
 /// Every command the Redis server on `port` executes, one MONITOR line each,
 /// read on a thread of its own until the receiver is dropped.
 pub fn monitor(port: u16) -> std::sync::mpsc::Receiver<String> {

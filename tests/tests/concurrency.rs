@@ -4,7 +4,7 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use stickless_e2e::{RedisServer, new_session, php_session};
+use stickless_e2e::{RedisServer, final_count, new_session, php_session};
 
 fn url(redis: &RedisServer, extra: &str) -> String {
     format!("redis://127.0.0.1:{}/0?prefix=conc:{extra}", redis.port())
@@ -21,24 +21,6 @@ fn incrementer(url: &str, sid: &str, hold_ms: u64) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("php starts")
-}
-
-fn final_count(url: &str, sid: &str) -> i64 {
-    let out = php_session(
-        url,
-        &format!("session_id('{sid}'); session_start(['read_and_close' => true]); echo $_SESSION['n'] ?? 0;"),
-    )
-    .output()
-    .expect("php runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("a number")
 }
 
 fn wait_all(children: Vec<Child>) {

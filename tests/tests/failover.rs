@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use stickless::cluster::slot;
 use stickless::{SessionId, SessionKeys};
-use stickless_e2e::{Deployment, RedisCluster, new_session, php_session};
+use stickless_e2e::{Deployment, RedisCluster, final_count, new_session, php_session};
 
 const PREFIX: &str = "fo:";
 const SESSIONS: usize = 12;
@@ -268,24 +268,6 @@ fn await_replica_link(cluster: &RedisCluster, node: usize, budget: Duration) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn final_count(url: &str, sid: &str) -> i64 {
-    let out = php_session(
-        url,
-        &format!("session_id('{sid}'); session_start(['read_and_close' => true]); echo $_SESSION['n'] ?? 0;"),
-    )
-    .output()
-    .expect("php runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("a number")
 }
 
 #[test]
