@@ -129,15 +129,68 @@ pub(crate) fn abandon(keys: &SessionKeys, token: &LockToken, s: &Settings) -> Ca
         .arg(ms(claim_window(s)))
 }
 
-/// A brand-new session, never over an existing one.
-pub(crate) fn create(keys: &SessionKeys, envelope: &[u8], ttl: Duration) -> Cmd {
-    let mut set = redis::cmd("SET");
-    set.arg(keys.data())
+/// A brand-new session, never over an existing one (`SET NX`), with the
+/// `WAIT` of a durable write in the same round trip. Replies one value per
+/// command; read them with [`created`].
+pub(crate) fn create(keys: &SessionKeys, envelope: &[u8], ttl: Duration, s: &Settings) -> Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET")
+        .arg(keys.data())
         .arg(envelope)
         .arg("PX")
         .arg(ms(ttl))
         .arg("NX");
-    set
+    if let Some(wait) = replica_wait(s) {
+        pipe.add_command(wait);
+    }
+    pipe
+}
+
+/// What a create's replies mean.
+pub(crate) enum Created {
+    Done,
+    /// The key was taken, and this was a resend: the taker may be our own
+    /// first send whose reply was lost. Compare the stored value (read it
+    /// with a `GET`) using [`own_create`].
+    Check,
+}
+
+/// Reads the replies of [`create`]: refused outright when another session
+/// holds the ID (only on a broken random source).
+pub(crate) fn created(
+    replies: &[Value],
+    retried: bool,
+    keys: &SessionKeys,
+    s: &Settings,
+) -> Result<Created, Error> {
+    replicated(s, keys, replies.get(1).unwrap_or(&Value::Nil))?;
+    match replies.first() {
+        Some(Value::Nil) if retried => Ok(Created::Check),
+        Some(Value::Nil) => Err(collision(keys)),
+        Some(_) => Ok(Created::Done),
+        None => Err(Error::Protocol("create: no reply".into())),
+    }
+}
+
+/// After [`Created::Check`]: the stored value is our envelope, byte for
+/// byte (it carries a fresh timestamp, and a fresh nonce when encrypted), or
+/// somebody else's session.
+pub(crate) fn own_create(
+    keys: &SessionKeys,
+    stored: Option<&[u8]>,
+    envelope: &[u8],
+) -> Result<(), Error> {
+    if stored == Some(envelope) {
+        Ok(())
+    } else {
+        Err(collision(keys))
+    }
+}
+
+fn collision(keys: &SessionKeys) -> Error {
+    Error::Collision {
+        session: keys.tag().to_owned(),
+    }
 }
 
 /// Waits for a hand-off on this waiter's own list, for at most `nap`.

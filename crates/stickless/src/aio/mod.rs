@@ -58,7 +58,7 @@ use crate::keys::SessionKeys;
 use crate::php::SerializeHandler;
 use crate::scripts::{Call, DestroyReply};
 use crate::session::{Lease, Loaded, OpenMode, Opened, check_size, now_ms};
-use crate::steps::{self, Acquired};
+use crate::steps::{self, Acquired, Created};
 use crate::token::LockToken;
 use link::{Link, Op, Ran, Use};
 
@@ -324,42 +324,23 @@ impl Store {
         let s = &self.inner.config.settings;
         check_size(&keys, &payload, s.max_size)?;
         let envelope = steps::seal(s, Envelope::new(payload, now_ms()), &keys)?;
-        let set = steps::create(&keys, &envelope, ttl);
-        let wait = steps::replica_wait(s);
+        let pipe = steps::create(&keys, &envelope, ttl, s);
         let slot = slot(keys.tag());
-        let mut pipe = redis::pipe();
-        pipe.add_command(set);
-        if let Some(wait) = wait {
-            pipe.add_command(wait);
-        }
         let ran = self
             .run(slot, Use::Command, steps::wait_budget(s), Op::Pipe(&pipe))
             .await?;
-        let mut replies: Vec<Value> = reply_as(ran.value)?;
-        replies.resize(2, Value::Nil);
-        steps::replicated(s, &keys, &replies[1])?;
-        match replies[0] {
-            Value::Nil if ran.retried => {
-                // The first send may have landed before its reply was lost:
-                // the stored value is then our envelope, byte for byte.
+        let replies: Vec<Value> = reply_as(ran.value)?;
+        match steps::created(&replies, ran.retried, &keys, s)? {
+            Created::Done => Ok(()),
+            Created::Check => {
                 let mut get = redis::cmd("GET");
                 get.arg(keys.data());
                 let raw = self
                     .run(slot, Use::Command, Duration::ZERO, Op::Cmd(&get))
                     .await?;
-                let raw: Option<Vec<u8>> = reply_as(raw.value)?;
-                if raw.as_deref() == Some(envelope.as_slice()) {
-                    Ok(())
-                } else {
-                    Err(Error::Collision {
-                        session: keys.tag().to_owned(),
-                    })
-                }
+                let stored: Option<Vec<u8>> = reply_as(raw.value)?;
+                steps::own_create(&keys, stored.as_deref(), &envelope)
             }
-            Value::Nil => Err(Error::Collision {
-                session: keys.tag().to_owned(),
-            }),
-            _ => Ok(()),
         }
     }
 

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::keys::SessionKeys;
 use crate::scripts::{Call, DestroyReply};
 use crate::session::{Lease, Loaded, OpenMode, Opened, check_size, now_ms};
-use crate::steps::{self, Acquired};
+use crate::steps::{self, Acquired, Created};
 use crate::token::LockToken;
 use link::{Link, Ran};
 
@@ -259,41 +259,21 @@ impl Store {
         let s = &self.config.settings;
         check_size(&keys, &payload, s.max_size)?;
         let envelope = steps::seal(s, Envelope::new(payload, now_ms()), &keys)?;
-        let set = steps::create(&keys, &envelope, ttl);
-        let wait = steps::replica_wait(s);
-        let ran =
-            self.link
-                .run_waiting(slot(keys.tag()), steps::wait_budget(s), |con| match &wait {
-                    None => Ok((set.query::<Value>(con)?, Value::Nil)),
-                    Some(wait) => redis::pipe()
-                        .add_command(set.clone())
-                        .add_command(wait.clone())
-                        .query::<(Value, Value)>(con),
-                })?;
-        steps::replicated(&self.config.settings, &keys, &ran.value.1)?;
-        match ran.value.0 {
-            Value::Nil if ran.retried => {
-                // The first send may have landed before its reply was lost:
-                // the stored value is then our envelope, byte for byte.
+        let pipe = steps::create(&keys, &envelope, ttl, s);
+        let slot = slot(keys.tag());
+        let ran = self.link.run_waiting(slot, steps::wait_budget(s), |con| {
+            pipe.query::<Vec<Value>>(con)
+        })?;
+        match steps::created(&ran.value, ran.retried, &keys, &self.config.settings)? {
+            Created::Done => Ok(()),
+            Created::Check => {
                 let key = keys.data();
                 let stored: Option<Vec<u8>> = self
                     .link
-                    .run(slot(keys.tag()), |con| {
-                        redis::cmd("GET").arg(&key).query(con)
-                    })?
+                    .run(slot, |con| redis::cmd("GET").arg(&key).query(con))?
                     .value;
-                if stored.as_deref() == Some(envelope.as_slice()) {
-                    Ok(())
-                } else {
-                    Err(Error::Collision {
-                        session: keys.tag().to_owned(),
-                    })
-                }
+                steps::own_create(&keys, stored.as_deref(), &envelope)
             }
-            Value::Nil => Err(Error::Collision {
-                session: keys.tag().to_owned(),
-            }),
-            _ => Ok(()),
         }
     }
 
