@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use stickless::{Config, Error, Lease, Loaded, OpenMode, Opened, SessionId, Store};
+use stickless::{Committed, Config, Error, Lease, Loaded, OpenMode, Opened, SessionId, Store};
 
-use crate::stats::{self, ERRORS, LOCK_TIMEOUTS, LOCK_WAITS, REQUESTS};
+use crate::stats::{self, ERRORS, LAPSED_WRITES, LOCK_TIMEOUTS, LOCK_WAITS, REQUESTS};
 
 /// A message for an E_WARNING; already free of session IDs and secrets.
 #[derive(Debug)]
@@ -36,6 +36,9 @@ impl From<Error> for Warning {
 }
 
 /// Where this request stands with its session.
+// One per handler, replaced in place: boxing the lease would only add an
+// allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Active {
     Idle,
     /// Locked by us; `seen` is the payload PHP was given.
@@ -54,10 +57,6 @@ enum Active {
         id: SessionId,
         seen: Vec<u8>,
     },
-    /// An ID this request created: nothing is stored and nobody else knows it.
-    New {
-        id: SessionId,
-    },
     /// validate_sid failed for a reason read() must report (Redis down, lock
     /// timeout): answering "invalid" would silently start a new session.
     Failed {
@@ -73,6 +72,14 @@ pub struct Handler {
     active: Active,
     /// IDs made by create_sid in this request.
     created: Vec<SessionId>,
+}
+
+/// A write that went through after its lease lapsed is counted, not
+/// reported: nothing was lost (nobody had changed the session).
+fn count_lapsed(how: Committed) {
+    if how == Committed::AfterLapse {
+        stats::bump(&LAPSED_WRITES);
+    }
 }
 
 fn parse_id(raw: &[u8]) -> Result<SessionId, Warning> {
@@ -241,7 +248,6 @@ impl Handler {
             {
                 return Ok(seen.clone());
             }
-            Active::New { id: held } if *held == id => return Ok(Vec::new()),
             Active::Failed { id: held, why } if *held == id => {
                 let why = why.clone();
                 self.active = Active::Idle;
@@ -250,14 +256,25 @@ impl Handler {
             _ => {}
         }
         self.end_quietly();
-        if self.is_created(&id) {
-            self.active = Active::New { id };
-            return Ok(Vec::new());
-        }
-        if crate::read_and_close::requested() {
-            self.snapshot(&id)?;
-        } else {
-            self.open(&id, OpenMode::CreateIfMissing)?;
+        let read_and_close = crate::read_and_close::requested();
+        match (self.is_created(&id), read_and_close) {
+            // Closed right after this read, never written: nothing to lock.
+            (true, true) => return Ok(Vec::new()),
+            // A new session is locked like any other: its cookie can reach
+            // the browser (flush(), fastcgi_finish_request(), a redirect)
+            // before this request ends, and the next request with it must
+            // wait for this one's data rather than start a second session.
+            // That round trip is also where a server that is down shows, so
+            // session_start() fails before the page is rendered.
+            (true, false) => {
+                self.open(&id, OpenMode::New)?;
+            }
+            (false, true) => {
+                self.snapshot(&id)?;
+            }
+            (false, false) => {
+                self.open(&id, OpenMode::CreateIfMissing)?;
+            }
         }
         match &self.active {
             Active::Locked { seen, .. }
@@ -269,7 +286,8 @@ impl Handler {
 
     /// write: a fenced write that also releases the lock. Unchanged data is
     /// only touched, so a value PHP could not read is never replaced by the
-    /// empty session PHP was given instead.
+    /// empty session PHP was given instead; a new session is always stored,
+    /// even empty, so its ID is known from the next request on.
     pub fn write(&mut self, raw: &[u8], data: &[u8], ttl: Duration) -> Result<(), Warning> {
         let id = parse_id(raw)?;
         match std::mem::replace(&mut self.active, Active::Idle) {
@@ -278,10 +296,11 @@ impl Handler {
                 lease,
                 seen,
             } if held == id => {
-                if seen == data {
+                self.created.retain(|c| *c != id);
+                if seen == data && lease.was_stored() {
                     self.store.touch(lease, ttl)?;
                 } else {
-                    self.store.commit(lease, data.to_vec(), ttl)?;
+                    count_lapsed(self.store.commit(lease, data.to_vec(), ttl)?);
                 }
                 Ok(())
             }
@@ -295,20 +314,20 @@ impl Handler {
                     self.store.keys(&id).tag()
                 )))
             }
-            Active::New { id: held } if held == id => {
-                self.store.create(&id, data.to_vec(), ttl)?;
-                // Stored now: from here on it is an ordinary session.
-                self.created.retain(|c| *c != id);
-                Ok(())
-            }
             other => {
                 // A write without a matching read (some frameworks write
                 // blind): lock first, so it is still fenced.
                 self.active = other;
                 self.end_quietly();
-                match self.store.lock(&id, OpenMode::CreateIfMissing)? {
+                let mode = if self.is_created(&id) {
+                    OpenMode::New
+                } else {
+                    OpenMode::CreateIfMissing
+                };
+                match self.store.lock(&id, mode)? {
                     Opened::Locked { lease, .. } => {
-                        self.store.commit(lease, data.to_vec(), ttl)?;
+                        self.created.retain(|c| *c != id);
+                        count_lapsed(self.store.commit(lease, data.to_vec(), ttl)?);
                         Ok(())
                     }
                     Opened::ReadOnly { .. } | Opened::Missing => {
@@ -329,13 +348,13 @@ impl Handler {
         match std::mem::replace(&mut self.active, Active::Idle) {
             Active::Locked {
                 id: held, lease, ..
-            } if held == id => {
+            } if held == id && lease.was_stored() => {
                 self.store.touch(lease, ttl)?;
                 Ok(())
             }
             Active::ReadOnly { .. } => Ok(()),
             other => {
-                // Same as a write for anything not held (a new session).
+                // Same as a write for anything not held.
                 self.active = other;
                 self.write(raw, data, ttl)
             }
@@ -350,7 +369,6 @@ impl Handler {
             Active::Locked {
                 id: held, lease, ..
             } if held == id => Some(lease),
-            Active::New { id: held } if held == id => return Ok(()),
             other => {
                 self.active = other;
                 None

@@ -7,6 +7,9 @@ pub static REQUESTS: AtomicU64 = AtomicU64::new(0);
 pub static LOCK_WAITS: AtomicU64 = AtomicU64::new(0);
 pub static LOCK_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
 pub static ERRORS: AtomicU64 = AtomicU64::new(0);
+/// Writes applied after their lease lapsed (renewals could not reach Redis),
+/// because nobody had changed the session meanwhile.
+pub static LAPSED_WRITES: AtomicU64 = AtomicU64::new(0);
 
 pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Relaxed);
@@ -14,7 +17,7 @@ pub fn bump(counter: &AtomicU64) {
 
 /// (phpinfo label, stickless_stats() key, value) for every counter of this
 /// worker. Round trips are the native handler's.
-pub fn rows() -> [(&'static str, &'static str, u64); 5] {
+pub fn rows() -> [(&'static str, &'static str, u64); 6] {
     [
         ("Sessions opened", "sessions_opened", REQUESTS.load(Relaxed)),
         ("Lock waits", "lock_waits", LOCK_WAITS.load(Relaxed)),
@@ -24,6 +27,11 @@ pub fn rows() -> [(&'static str, &'static str, u64); 5] {
             LOCK_TIMEOUTS.load(Relaxed),
         ),
         ("Errors", "errors", ERRORS.load(Relaxed)),
+        (
+            "Writes after a lapsed lease",
+            "lapsed_writes",
+            LAPSED_WRITES.load(Relaxed),
+        ),
         ("Round trips", "round_trips", crate::hooks::round_trips()),
     ]
 }

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use redis::Value;
-use stickless::scripts::{AcquireReply, FencedReply};
+use stickless::scripts::{AcquireReply, CommitReply};
 use stickless::{
     Config, Envelope, KeyRing, Loaded, OpenMode, Opened, SessionId, SessionKeys, Store,
 };
@@ -126,9 +126,9 @@ fn scripts(c: &mut Criterion) {
         b.iter(|| AcquireReply::parse(black_box(&acquired)))
     });
     let done = Value::Array(vec![Value::Int(1)]);
-    assert_eq!(FencedReply::parse(&done).ok(), Some(FencedReply::Done));
+    assert_eq!(CommitReply::parse(&done).ok(), Some(CommitReply::Done));
     group.bench_function("parse_fenced", |b| {
-        b.iter(|| FencedReply::parse(black_box(&done)))
+        b.iter(|| CommitReply::parse(black_box(&done)))
     });
     group.finish();
 }

@@ -136,6 +136,35 @@ mod tests {
     }
 
     #[test]
+    fn the_first_32_bytes_tell_revisions_apart() {
+        // COMMIT's compare-and-set compares this much of the stored value
+        // (session::STAMP_LEN): it must cover the revision and both
+        // timestamps at their widest, and nothing of the payload.
+        let widest = Envelope {
+            revision: u64::MAX,
+            created_ms: u64::MAX,
+            updated_ms: u64::MAX,
+            ..Envelope::new(b"payload".to_vec(), 0)
+        };
+        let stamp = |e: &Envelope| e.encode()[..32].to_vec();
+        let next_ms = Envelope {
+            updated_ms: u64::MAX - 1,
+            ..widest.clone()
+        };
+        let next_rev = Envelope {
+            revision: u64::MAX - 1,
+            ..widest.clone()
+        };
+        let other_payload = Envelope {
+            payload: b"other".to_vec(),
+            ..widest.clone()
+        };
+        assert_ne!(stamp(&widest), stamp(&next_ms));
+        assert_ne!(stamp(&widest), stamp(&next_rev));
+        assert_eq!(stamp(&widest), stamp(&other_payload));
+    }
+
+    #[test]
     fn next_bumps_revision_and_keeps_creation() {
         let env = Envelope::new(vec![], 10);
         let next = env.next(vec![1], 20);

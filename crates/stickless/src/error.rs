@@ -52,19 +52,29 @@ pub enum CorruptKind {
 }
 
 /// Why a write was refused after its lock was lost.
+///
+/// A lease is renewed while its request runs, so this only happens when the
+/// renewals could not reach Redis for a whole `lock_ttl_ms`. Even then a
+/// write is applied when nobody changed the session since it was read; these
+/// are the cases where applying it would lose someone else's update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LostReason {
-    /// The lock expired (the request outlived `lock_ttl_ms`) and is now free.
-    Expired,
-    /// The lock expired and another request now holds it.
+    /// The lease lapsed and another request changed or destroyed the session
+    /// since this one read it.
+    Changed,
+    /// The lease lapsed and another request holds the lock now.
     Taken,
 }
 
 impl std::fmt::Display for LostReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Expired => "the lock expired before the write (raise lock_ttl_ms?)",
-            Self::Taken => "the lock expired and another request now holds it (raise lock_ttl_ms?)",
+            Self::Changed => {
+                "the lock lapsed (its renewals did not reach Redis for lock_ttl_ms) and another request changed the session since it was read"
+            }
+            Self::Taken => {
+                "the lock lapsed (its renewals did not reach Redis for lock_ttl_ms) and another request holds it now"
+            }
         })
     }
 }

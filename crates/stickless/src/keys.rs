@@ -60,19 +60,22 @@ impl SessionKeys {
         format!("{}:lock", self.base)
     }
 
-    /// The FIFO of waiting tokens.
+    /// The registered waiters: a sorted set of tokens scored by the server
+    /// time (ms) until which each counts as alive.
     pub fn queue(&self) -> String {
         format!("{}:queue", self.base)
     }
 
-    /// The prefix of per-waiter wake-up lists: `<wake_prefix><token>`.
-    pub fn wake_prefix(&self) -> String {
-        format!("{}:wake:", self.base)
+    /// The wake-up list every waiter blocks on; a hand-off pushes one baton
+    /// to it, and Redis gives it to the longest-blocked live client.
+    pub fn wake(&self) -> String {
+        format!("{}:wake", self.base)
     }
 
-    /// The wake-up list of one waiter.
-    pub(crate) fn wake(&self, token: &crate::token::LockToken) -> String {
-        format!("{}:wake:{}", self.base, token.as_str())
+    /// Tokens of requests that gave up on the server (see `ABANDON`): a lock
+    /// held by one of them is free.
+    pub fn void(&self) -> String {
+        format!("{}:void", self.base)
     }
 }
 
@@ -90,7 +93,13 @@ mod tests {
         let tag = keys.tag();
         assert!(tag.starts_with('{') && tag.ends_with('}'));
         assert_eq!(tag.len(), 2 + 2 * TAG_BYTES);
-        for key in [keys.data(), keys.lock(), keys.queue(), keys.wake_prefix()] {
+        for key in [
+            keys.data(),
+            keys.lock(),
+            keys.queue(),
+            keys.wake(),
+            keys.void(),
+        ] {
             // Redis Cluster hashes the first {...} section only.
             assert_eq!(&key[2..2 + tag.len()], tag, "{key}");
         }

@@ -1,10 +1,9 @@
 //! The Lua scripts, one per protocol step, and their replies parsed into
 //! types once, here.
 //!
-//! Every script touches only keys of one session, which share a hash tag, so
-//! each runs atomically on the slot owner. The wake-up list of a waiter is
-//! named from `wake_prefix .. token` inside the script; it carries the same
-//! tag, so it lives in the same slot.
+//! Every script touches only keys of one session, which share a hash tag,
+//! and declares every key it touches, so each runs atomically on the slot
+//! owner.
 //!
 //! | step        | script        | round trips |
 //! |-------------|---------------|-------------|
@@ -14,7 +13,15 @@
 //! | unchanged   | `TOUCH`       | 1 |
 //! | close/abort | `RELEASE`     | 1 (0 when the write already released) |
 //! | destroy     | `DESTROY`     | 1 |
-//! | after a failure | `ABANDON` | 1, once, on the next request |
+//! | long request | `RENEW`      | 1 per lock_ttl_ms / 3, from a background thread |
+//! | after a failure | `ABANDON` | 1, from a background thread |
+//!
+//! Waiting: a waiter registers its token in `{tag}:queue` (a sorted set
+//! scored by the server time until which it counts as alive) and blocks in
+//! `BLPOP {tag}:wake`. A hand-off reserves the lock (`~`, for a claim
+//! window) and pushes one baton to `{tag}:wake`; Redis gives it to the
+//! client that has been blocked longest, and a waiter that died left that
+//! list with its connection, so it costs nobody anything.
 
 use std::sync::LazyLock;
 
@@ -22,16 +29,21 @@ use redis::{Cmd, Connection, ErrorKind, RedisResult, Script, ServerErrorKind, To
 
 use crate::error::{Error, LostReason};
 
-/// Hands the lock to the oldest waiter, or frees it.
+/// Shared helpers: the server's clock, and the hand-off.
 ///
-/// The handed lock gets a short claim window instead of a full lease: a
-/// waiter that died while queued then blocks the session only briefly.
+/// The lock is reserved rather than given to a named waiter: whoever pops
+/// the baton claims it, so a waiter that died while blocked is skipped by
+/// Redis itself. With nobody registered the lock is simply freed.
 const HANDOFF: &str = r"
-local function handoff(lock, queue, wake_prefix, claim_ms)
-  local nxt = redis.call('LPOP', queue)
-  if nxt then
-    redis.call('SET', lock, nxt, 'PX', claim_ms)
-    local wake = wake_prefix .. nxt
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function handoff(lock, queue, wake, claim_ms)
+  redis.call('ZREMRANGEBYSCORE', queue, '-inf', now_ms())
+  redis.call('DEL', wake)
+  if redis.call('ZCARD', queue) > 0 then
+    redis.call('SET', lock, '~', 'PX', claim_ms)
     redis.call('RPUSH', wake, '1')
     redis.call('PEXPIRE', wake, claim_ms)
   else
@@ -40,51 +52,65 @@ local function handoff(lock, queue, wake_prefix, claim_ms)
 end
 ";
 
-/// KEYS: data, lock, queue.
-/// ARGV: token, lock_ttl_ms, require_existing, final, queue_ttl_ms,
-///       wake_prefix, claim_ms, was_queued, max_waiters.
+/// KEYS: data, lock, queue, wake, void.
+/// ARGV: token, lock_ttl_ms, require_existing, final, nap_cap_ms, claim_ms,
+///       woken, max_waiters, grace_ms.
 /// Reply: `{1, data|nil}` acquired, `{0}` missing (no lock taken),
-///        `{2, pttl}` busy (queued), `{2, pttl, data|nil}` busy on the final try,
-///        `{3}` busy and `max_waiters` already queued (not queued).
+///        `{2, nap_ms}` busy (registered: block for that long),
+///        `{2, pttl, data|nil}` busy on the final try (not registered),
+///        `{3}` busy and `max_waiters` live waiters registered already.
 const ACQUIRE: &str = r"
 local token = ARGV[1]
-local queued = ARGV[8] == '1'
 local owner = redis.call('GET', KEYS[2])
+if owner and owner ~= '~' and owner ~= token
+   and redis.call('SISMEMBER', KEYS[5], owner) == 1 then
+  -- Held by a request that gave up on the server (ABANDON ran first).
+  owner = false
+end
+if owner == '~' and (ARGV[7] == '1' or redis.call('LPOP', KEYS[4])) then
+  -- Reserved by a hand-off: ours if we popped the baton, or if nobody
+  -- blocked was there to pop it.
+  owner = false
+end
 if owner == false or owner == token then
-  if queued then
-    redis.call('LREM', KEYS[3], 0, token)
-    redis.call('DEL', ARGV[6] .. token)
-  end
+  redis.call('ZREM', KEYS[3], token)
   local data = redis.call('GET', KEYS[1])
   if data == false and ARGV[3] == '1' then
-    if owner == token then handoff(KEYS[2], KEYS[3], ARGV[6], ARGV[7]) end
+    -- Strict mode on a missing session: take nothing, pass the turn on.
+    handoff(KEYS[2], KEYS[3], KEYS[4], ARGV[6])
     return {0}
   end
   redis.call('SET', KEYS[2], token, 'PX', ARGV[2])
   return {1, data}
 end
 if ARGV[4] == '1' then
-  if queued then
-    redis.call('LREM', KEYS[3], 0, token)
-    redis.call('DEL', ARGV[6] .. token)
-  end
+  redis.call('ZREM', KEYS[3], token)
   return {2, redis.call('PTTL', KEYS[2]), redis.call('GET', KEYS[1])}
 end
--- Not `if not queued`: a waiter that was handed the lock but too late to
--- claim it was popped from the queue, and must queue again.
-if not redis.call('LPOS', KEYS[3], token) then
-  if redis.call('LLEN', KEYS[3]) >= tonumber(ARGV[9]) then
-    return {3}
-  end
-  redis.call('RPUSH', KEYS[3], token)
+local now = now_ms()
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if not redis.call('ZSCORE', KEYS[3], token)
+   and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[8]) then
+  return {3}
 end
-redis.call('PEXPIRE', KEYS[3], ARGV[5])
-return {2, redis.call('PTTL', KEYS[2])}
+local nap = tonumber(ARGV[5])
+local pttl = redis.call('PTTL', KEYS[2])
+if pttl > 0 and pttl < nap then nap = pttl end
+local alive = nap + tonumber(ARGV[9])
+redis.call('ZADD', KEYS[3], now + alive, token)
+if redis.call('PTTL', KEYS[3]) < alive then redis.call('PEXPIRE', KEYS[3], alive) end
+return {2, nap}
 ";
 
-/// KEYS: data, lock, queue.
-/// ARGV: token, envelope, data_ttl_ms, wake_prefix, claim_ms, resent.
-/// Reply: `{1}` written and released, `{0, 'expired'|'taken'}` refused.
+/// KEYS: data, lock, queue, wake.
+/// ARGV: token, envelope, data_ttl_ms, claim_ms, stamp, resent.
+/// Reply: `{1}` written and released, `{2}` written after the lease lapsed
+///        (nobody had changed the session), `{0, 'changed'|'taken'}` refused.
+///
+/// `stamp` is the start of the stored value as this request read it (empty:
+/// nothing was stored). It holds the envelope's revision and timestamps, so
+/// comparing it is a compare-and-set on the revision that never copies the
+/// payload into Lua.
 ///
 /// A resent commit (its first send got no reply) may find its own write
 /// already applied: the lock is then gone, and the stored value is
@@ -93,60 +119,81 @@ return {2, redis.call('PTTL', KEYS[2])}
 /// pays for that comparison.
 const COMMIT: &str = r"
 local owner = redis.call('GET', KEYS[2])
-if owner ~= ARGV[1] then
-  if ARGV[6] == '1' and redis.call('GET', KEYS[1]) == ARGV[2] then return {1} end
-  if owner then return {0, 'taken'} end
-  return {0, 'expired'}
+if owner == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  handoff(KEYS[2], KEYS[3], KEYS[4], ARGV[4])
+  return {1}
 end
+if ARGV[6] == '1' and redis.call('GET', KEYS[1]) == ARGV[2] then return {1} end
+if owner and owner ~= '~' then return {0, 'taken'} end
+local stamp = ARGV[5]
+local unchanged
+if stamp == '' then
+  unchanged = redis.call('EXISTS', KEYS[1]) == 0
+else
+  unchanged = redis.call('GETRANGE', KEYS[1], 0, #stamp - 1) == stamp
+end
+if not unchanged then return {0, 'changed'} end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-handoff(KEYS[2], KEYS[3], ARGV[4], ARGV[5])
-return {1}
+-- Free: wake whoever waits. Reserved: the woken waiter reads this write.
+if owner == false then handoff(KEYS[2], KEYS[3], KEYS[4], ARGV[4]) end
+return {2}
 ";
 
-/// KEYS: data, lock, queue. ARGV: token, data_ttl_ms, wake_prefix, claim_ms.
-/// Reply as `COMMIT`.
+/// KEYS: data, lock, queue, wake. ARGV: token, data_ttl_ms, claim_ms.
+/// Reply: `{1}`. Renewing a session's lifetime is harmless whoever holds
+/// the lock, so an unchanged request never fails for a lapsed lease.
 const TOUCH: &str = r"
 local owner = redis.call('GET', KEYS[2])
-if owner ~= ARGV[1] then
-  if owner then return {0, 'taken'} end
-  return {0, 'expired'}
-end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-handoff(KEYS[2], KEYS[3], ARGV[3], ARGV[4])
+if owner == ARGV[1] or owner == false then
+  handoff(KEYS[2], KEYS[3], KEYS[4], ARGV[3])
+end
 return {1}
 ";
 
-/// KEYS: lock, queue. ARGV: token, wake_prefix, claim_ms.
-/// Reply as `COMMIT`.
+/// KEYS: lock, queue, wake. ARGV: token, claim_ms.
+/// Reply: `{1}`; a lock that is no longer ours needs no releasing.
 const RELEASE: &str = r"
 local owner = redis.call('GET', KEYS[1])
-if owner ~= ARGV[1] then
-  if owner then return {0, 'taken'} end
-  return {0, 'expired'}
+if owner == ARGV[1] or owner == false then
+  handoff(KEYS[1], KEYS[2], KEYS[3], ARGV[2])
 end
-handoff(KEYS[1], KEYS[2], ARGV[2], ARGV[3])
 return {1}
 ";
 
-/// KEYS: data, lock, queue. ARGV: token ('' when not holding), wake_prefix, claim_ms.
+/// KEYS: data, lock, queue, wake. ARGV: token ('' when not holding), claim_ms.
 /// Reply: `{1}` destroyed, `{0, 'locked'}` another request holds the lock.
 const DESTROY: &str = r"
 local owner = redis.call('GET', KEYS[2])
 if owner and owner ~= ARGV[1] then return {0, 'locked'} end
 redis.call('DEL', KEYS[1])
-if owner then handoff(KEYS[2], KEYS[3], ARGV[2], ARGV[3]) end
+if owner then handoff(KEYS[2], KEYS[3], KEYS[4], ARGV[2]) end
 return {1}
 ";
 
-/// KEYS: lock, queue. ARGV: token, wake_prefix, claim_ms.
-/// Clears what a token may have left behind when its request gave up on a
-/// hung or unreachable server: the server may run the request's last script
-/// after the client stopped waiting. Reply: `{1}`.
-const ABANDON: &str = r"
-redis.call('LREM', KEYS[2], 0, ARGV[1])
-redis.call('DEL', ARGV[2] .. ARGV[1])
+/// KEYS: lock. ARGV: token, lock_ttl_ms.
+/// Reply: `1` renewed, `0` the lock is not ours any more.
+const RENEW: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  handoff(KEYS[1], KEYS[2], ARGV[2], ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// KEYS: lock, queue, wake, void. ARGV: token, claim_ms, void_ttl_ms.
+/// Clears what a token may have left behind when its request gave up on a
+/// hung or unreachable server: the server may run the request's last
+/// commands after the client stopped waiting (they were in its receive
+/// buffer), possibly after this script. So the token is also voided: a lock
+/// it takes later counts as free (see `ACQUIRE`). Reply: `{1}`.
+const ABANDON: &str = r"
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('PEXPIRE', KEYS[4], ARGV[3])
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  handoff(KEYS[1], KEYS[2], KEYS[3], ARGV[2])
 end
 return {1}
 ";
@@ -161,6 +208,7 @@ pub(crate) static TOUCH_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_handoff
 pub(crate) static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_handoff(RELEASE));
 pub(crate) static DESTROY_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_handoff(DESTROY));
 pub(crate) static ABANDON_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_handoff(ABANDON));
+pub(crate) static RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW));
 
 /// One script call: `EVALSHA`, loading the script first wherever the
 /// server does not know it yet (a node that joined or was promoted since).
@@ -267,25 +315,32 @@ pub enum AcquireReply {
     Acquired(Option<Vec<u8>>),
     /// The session does not exist and the caller required it; no lock taken.
     Missing,
-    /// Another request holds the lock and `max_waiters` requests already
-    /// wait for it; this one was not queued.
+    /// Another request holds the lock and `max_waiters` live requests
+    /// already wait for it; this one was not registered.
     Crowded,
-    /// Another request holds the lock for `pttl_ms` more; on the final try
-    /// the stored value comes along (for read-only opens).
+    /// Another request holds the lock: registered, block for `nap_ms` (the
+    /// server counts this waiter alive that long, plus a grace period).
     Busy {
-        /// Remaining lease of the holder.
-        pttl_ms: u64,
-        /// The stored value, on the final try only.
+        /// How long to block for a hand-off before checking again.
+        nap_ms: u64,
+    },
+    /// The final try found the lock still held; the stored value comes
+    /// along (for read-only opens).
+    GaveUp {
+        /// The stored value.
         data: Option<Vec<u8>>,
     },
 }
 
-/// Reply of `COMMIT`, `TOUCH` and `RELEASE`.
+/// Reply of `COMMIT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FencedReply {
-    /// Applied, and the lock was released or handed on.
+pub enum CommitReply {
+    /// Written under the lock, which was released or handed on.
     Done,
-    /// Refused: the lock was not ours any more.
+    /// Written after the lease had lapsed: nobody had changed the session
+    /// since it was read, so the compare-and-set let it through.
+    DoneAfterLapse,
+    /// Refused: applying it would lose another request's update.
     Lost(LostReason),
 }
 
@@ -298,8 +353,27 @@ pub enum DestroyReply {
     Locked,
 }
 
+/// A protocol error that names the shape of the reply, never its bytes: a
+/// reply may carry session data, which must not reach a warning or a log.
 fn bad(what: &str, v: &Value) -> Error {
-    Error::Protocol(format!("{what}: {v:?}"))
+    Error::Protocol(format!("{what}: got {}", shape(v)))
+}
+
+/// What a reply looks like, without its contents.
+pub(crate) fn shape(v: &Value) -> String {
+    match v {
+        Value::Nil => "nil".into(),
+        Value::Int(_) => "an integer".into(),
+        Value::BulkString(b) => format!("a {}-byte string", b.len()),
+        Value::SimpleString(_) | Value::Okay => "a status".into(),
+        Value::Array(items) if items.len() <= 4 => {
+            let inner: Vec<String> = items.iter().map(shape).collect();
+            format!("[{}]", inner.join(", "))
+        }
+        Value::Array(items) => format!("an array of {}", items.len()),
+        Value::ServerError(e) => format!("error {}", e.code()),
+        _ => "an unexpected type".into(),
+    }
 }
 
 fn items<'a>(what: &str, v: &'a Value) -> Result<&'a [Value], Error> {
@@ -335,33 +409,53 @@ impl AcquireReply {
     /// Parses the script reply.
     pub fn parse(v: &Value) -> Result<Self, Error> {
         let it = items("acquire", v)?;
-        match int(&it[0]) {
-            Some(1) => Ok(Self::Acquired(bytes(it.get(1)))),
-            Some(0) => Ok(Self::Missing),
-            Some(3) => Ok(Self::Crowded),
-            Some(2) => {
-                let pttl = it.get(1).and_then(int).ok_or_else(|| bad("acquire", v))?;
+        match (int(&it[0]), it.len()) {
+            (Some(1), _) => Ok(Self::Acquired(bytes(it.get(1)))),
+            (Some(0), _) => Ok(Self::Missing),
+            (Some(3), _) => Ok(Self::Crowded),
+            (Some(2), 2) => {
+                let nap = it.get(1).and_then(int).ok_or_else(|| bad("acquire", v))?;
                 Ok(Self::Busy {
-                    // -1/-2 (no TTL / gone meanwhile) mean "retry now".
-                    pttl_ms: u64::try_from(pttl).unwrap_or(0),
-                    data: bytes(it.get(2)),
+                    // A lease about to lapse reads as 0 or less: check again now.
+                    nap_ms: u64::try_from(nap).unwrap_or(0),
                 })
             }
+            (Some(2), 3) => Ok(Self::GaveUp {
+                data: bytes(it.get(2)),
+            }),
             _ => Err(bad("acquire", v)),
         }
     }
 }
 
-impl FencedReply {
+impl CommitReply {
     /// Parses the script reply.
     pub fn parse(v: &Value) -> Result<Self, Error> {
-        let it = items("fenced step", v)?;
+        let it = items("commit", v)?;
         match (int(&it[0]), status(it.get(1))) {
             (Some(1), _) => Ok(Self::Done),
-            (Some(0), Some(b"expired")) => Ok(Self::Lost(LostReason::Expired)),
+            (Some(2), _) => Ok(Self::DoneAfterLapse),
+            (Some(0), Some(b"changed")) => Ok(Self::Lost(LostReason::Changed)),
             (Some(0), Some(b"taken")) => Ok(Self::Lost(LostReason::Taken)),
-            _ => Err(bad("fenced step", v)),
+            _ => Err(bad("commit", v)),
         }
+    }
+}
+
+/// Reads the reply of `TOUCH`, `RELEASE` and `ABANDON`, which always succeed.
+pub fn parse_done(what: &str, v: &Value) -> Result<(), Error> {
+    match int(&items(what, v)?[0]) {
+        Some(1) => Ok(()),
+        _ => Err(bad(what, v)),
+    }
+}
+
+/// Reads the reply of `RENEW`: whether the lock was still ours.
+pub fn parse_renewed(v: &Value) -> Result<bool, Error> {
+    match v {
+        Value::Int(1) => Ok(true),
+        Value::Int(0) => Ok(false),
+        other => Err(bad("renew", other)),
     }
 }
 
@@ -408,38 +502,45 @@ mod tests {
         );
         assert_eq!(
             AcquireReply::parse(&arr(vec![Value::Int(2), Value::Int(-1)])).unwrap(),
-            AcquireReply::Busy {
-                pttl_ms: 0,
-                data: None
-            }
+            AcquireReply::Busy { nap_ms: 0 }
         );
         assert_eq!(
             AcquireReply::parse(&arr(vec![Value::Int(2), Value::Int(70), bulk(b"d")])).unwrap(),
-            AcquireReply::Busy {
-                pttl_ms: 70,
+            AcquireReply::GaveUp {
                 data: Some(b"d".to_vec())
             }
+        );
+        assert_eq!(
+            AcquireReply::parse(&arr(vec![Value::Int(3)])).unwrap(),
+            AcquireReply::Crowded
         );
     }
 
     #[test]
-    fn parses_fenced_replies() {
+    fn parses_commit_replies() {
         assert_eq!(
-            FencedReply::parse(&arr(vec![Value::Int(1)])).unwrap(),
-            FencedReply::Done
+            CommitReply::parse(&arr(vec![Value::Int(1)])).unwrap(),
+            CommitReply::Done
         );
         assert_eq!(
-            FencedReply::parse(&arr(vec![Value::Int(0), bulk(b"taken")])).unwrap(),
-            FencedReply::Lost(LostReason::Taken)
+            CommitReply::parse(&arr(vec![Value::Int(2)])).unwrap(),
+            CommitReply::DoneAfterLapse
         );
         assert_eq!(
-            FencedReply::parse(&arr(vec![Value::Int(0), bulk(b"expired")])).unwrap(),
-            FencedReply::Lost(LostReason::Expired)
+            CommitReply::parse(&arr(vec![Value::Int(0), bulk(b"taken")])).unwrap(),
+            CommitReply::Lost(LostReason::Taken)
+        );
+        assert_eq!(
+            CommitReply::parse(&arr(vec![Value::Int(0), bulk(b"changed")])).unwrap(),
+            CommitReply::Lost(LostReason::Changed)
         );
         assert_eq!(
             DestroyReply::parse(&arr(vec![Value::Int(0), bulk(b"locked")])).unwrap(),
             DestroyReply::Locked
         );
+        assert!(parse_done("touch", &arr(vec![Value::Int(1)])).is_ok());
+        assert!(parse_renewed(&Value::Int(1)).unwrap());
+        assert!(!parse_renewed(&Value::Int(0)).unwrap());
     }
 
     #[test]
@@ -448,12 +549,34 @@ mod tests {
             Value::Nil,
             arr(vec![]),
             arr(vec![Value::Int(7)]),
-            arr(vec![Value::Int(2)]),
             Value::Okay,
         ] {
             assert!(AcquireReply::parse(&v).is_err(), "{v:?}");
-            assert!(FencedReply::parse(&v).is_err(), "{v:?}");
+            assert!(CommitReply::parse(&v).is_err(), "{v:?}");
         }
-        assert!(FencedReply::parse(&arr(vec![Value::Int(0), bulk(b"why")])).is_err());
+        // Busy without a nap.
+        assert!(AcquireReply::parse(&arr(vec![Value::Int(2)])).is_err());
+        assert!(CommitReply::parse(&arr(vec![Value::Int(0), bulk(b"why")])).is_err());
+        assert!(parse_done("release", &arr(vec![Value::Int(0)])).is_err());
+    }
+
+    #[test]
+    fn protocol_errors_never_quote_reply_bytes() {
+        // A reply that carries session data in an unexpected place.
+        let payload = b"user|s:5:\"alice\";csrf|s:8:\"s3cr3t!!\";";
+        let reply = arr(vec![Value::Int(9), bulk(payload)]);
+        for err in [
+            AcquireReply::parse(&reply).unwrap_err(),
+            CommitReply::parse(&reply).unwrap_err(),
+            DestroyReply::parse(&arr(vec![bulk(payload)])).unwrap_err(),
+            parse_renewed(&bulk(payload)).unwrap_err(),
+        ] {
+            let text = err.to_string();
+            assert!(
+                !text.contains("alice") && !text.contains("s3cr3t"),
+                "{text}"
+            );
+            assert!(text.contains("byte string"), "{text}");
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::crypto::KeyRing;
 use crate::envelope::Envelope;
 use crate::error::{CorruptKind, Error};
+use crate::keeper::Claim;
 use crate::keys::SessionKeys;
 use crate::token::LockToken;
 
@@ -18,6 +19,11 @@ pub enum OpenMode {
     CreateIfMissing,
     /// Take no lock and report [`Opened::Missing`] (PHP's strict mode).
     RequireExisting,
+    /// An ID this process just drew from the CSPRNG: lock it (its cookie may
+    /// reach the browser before the request ends, and the next request must
+    /// wait for this one), and refuse it with [`Error::Collision`] if it is
+    /// somehow taken already (only on a broken random source).
+    New,
 }
 
 /// What a stored value turned out to be.
@@ -32,10 +38,10 @@ pub enum Loaded {
 }
 
 impl Loaded {
-    pub(crate) fn from_stored(stored: Option<Vec<u8>>, ring: Option<&KeyRing>, tag: &str) -> Self {
+    pub(crate) fn from_stored(stored: Option<&[u8]>, ring: Option<&KeyRing>, tag: &str) -> Self {
         match stored {
             None => Self::Empty,
-            Some(bytes) => match Envelope::open(&bytes, ring, tag) {
+            Some(bytes) => match Envelope::open(bytes, ring, tag) {
                 Ok(env) => Self::Data(env),
                 Err(kind) => Self::Corrupt(kind),
             },
@@ -59,18 +65,34 @@ impl Loaded {
     }
 }
 
-/// A held lock on one session.
+/// Bytes of the stored value a lease remembers: the envelope's magic,
+/// revision and timestamps always fit, so comparing them tells whether
+/// anyone wrote since (see `COMMIT`).
+const STAMP_LEN: usize = 32;
+
+/// A held lock on one session. It is renewed in the background for as long
+/// as it lives; dropped without commit, touch, release or destroy, it is
+/// released in the background too.
 #[derive(Debug)]
 pub struct Lease {
     pub(crate) keys: SessionKeys,
     pub(crate) token: LockToken,
     pub(crate) base: Option<Envelope>,
+    /// The start of the stored value as read (empty: nothing was stored).
+    pub(crate) stamp: Vec<u8>,
+    pub(crate) claim: Claim,
 }
 
 impl Lease {
     /// The hashed session key, for messages.
     pub fn session(&self) -> &str {
         self.keys.tag()
+    }
+
+    /// Whether a value was stored when the lock was taken (a new session's
+    /// first write must store even an empty payload).
+    pub fn was_stored(&self) -> bool {
+        !self.stamp.is_empty()
     }
 
     /// The envelope to store for `payload`.
@@ -82,16 +104,45 @@ impl Lease {
         }
     }
 
-    pub(crate) fn new(keys: SessionKeys, token: LockToken, loaded: &Loaded) -> Self {
+    /// A lease on what `stored` held; `claim` starts renewing it.
+    pub(crate) fn new(
+        keys: SessionKeys,
+        mut claim: Claim,
+        stored: Option<&[u8]>,
+        loaded: &Loaded,
+    ) -> Self {
+        claim.hold();
+        let stamp = stored.map_or_else(Vec::new, |b| b[..b.len().min(STAMP_LEN)].to_vec());
         Self {
             keys,
-            token,
+            token: claim.token().clone(),
             base: loaded.envelope().cloned(),
+            stamp,
+            claim,
         }
+    }
+
+    /// The step that ended this lease had a definite reply.
+    pub(crate) fn settle(mut self) {
+        self.claim.settle();
     }
 }
 
+/// How a write was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// While the lease was held: the usual case.
+    UnderLock,
+    /// After the lease had lapsed (its renewals could not reach Redis), because
+    /// nobody had changed the session since it was read: a compare-and-set
+    /// on the revision.
+    AfterLapse,
+}
+
 /// Result of opening a session for a request.
+// Returned once per request and matched at once: boxing the lease would buy
+// an allocation and nothing else.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Opened {
     /// The lock is ours.

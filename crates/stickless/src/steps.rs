@@ -9,13 +9,13 @@ use crate::config::OnLockTimeout;
 use crate::config::{Durability, Settings};
 use crate::envelope::Envelope;
 use crate::error::Error;
+use crate::keeper::Claim;
 use crate::keys::SessionKeys;
-use crate::scripts::AcquireReply;
 use crate::scripts::{
-    ABANDON_SCRIPT, ACQUIRE_SCRIPT, COMMIT_SCRIPT, Call, DESTROY_SCRIPT, FencedReply,
-    RELEASE_SCRIPT, TOUCH_SCRIPT,
+    ABANDON_SCRIPT, ACQUIRE_SCRIPT, AcquireReply, COMMIT_SCRIPT, Call, CommitReply, DESTROY_SCRIPT,
+    RELEASE_SCRIPT, RENEW_SCRIPT, TOUCH_SCRIPT,
 };
-use crate::session::{Lease, Loaded, OpenMode, Opened};
+use crate::session::{Committed, Lease, Loaded, OpenMode, Opened};
 use crate::token::LockToken;
 use std::time::Instant;
 
@@ -42,28 +42,34 @@ pub(crate) fn take_free_lock(keys: &SessionKeys, token: &LockToken, s: &Settings
     pipe
 }
 
-/// One `ACQUIRE` try: queue (or take the lock), or give up on the last one.
+/// One `ACQUIRE` try: register and wait (or take the lock), or give up on
+/// the last one. `nap_cap` bounds the wait the script hands back; `woken`
+/// when this waiter popped a hand-off's baton.
+#[allow(clippy::too_many_arguments)] // one argument per script parameter
 pub(crate) fn acquire(
     keys: &SessionKeys,
     token: &LockToken,
     s: &Settings,
     mode: OpenMode,
     last_try: bool,
-    queued: bool,
+    nap_cap: Duration,
+    woken: bool,
 ) -> Call {
     Call::new(&ACQUIRE_SCRIPT)
         .key(keys.data())
         .key(keys.lock())
         .key(keys.queue())
+        .key(keys.wake())
+        .key(keys.void())
         .arg(token.as_str())
         .arg(ms(s.lock_ttl))
         .arg(u8::from(mode == OpenMode::RequireExisting))
         .arg(u8::from(last_try))
-        .arg(ms(s.lock_wait + s.lock_ttl))
-        .arg(keys.wake_prefix())
+        .arg(ms(nap_cap))
         .arg(ms(claim_window(s)))
-        .arg(u8::from(queued))
+        .arg(u8::from(woken))
         .arg(s.max_waiters)
+        .arg(ms(s.timeout))
 }
 
 /// The fenced write; `resent` for a second send of the same envelope.
@@ -75,16 +81,17 @@ pub(crate) fn commit(
     resent: bool,
 ) -> Call {
     let keys = &lease.keys;
-    let call = Call::new(&COMMIT_SCRIPT)
+    Call::new(&COMMIT_SCRIPT)
         .key(keys.data())
         .key(keys.lock())
         .key(keys.queue())
+        .key(keys.wake())
         .arg(lease.token.as_str())
         .arg(envelope)
         .arg(ms(ttl))
-        .arg(keys.wake_prefix())
-        .arg(ms(claim_window(s)));
-    if resent { call.arg(1) } else { call }
+        .arg(ms(claim_window(s)))
+        .arg(lease.stamp.as_slice())
+        .arg(u8::from(resent))
 }
 
 pub(crate) fn touch(lease: &Lease, ttl: Duration, s: &Settings) -> Call {
@@ -93,9 +100,9 @@ pub(crate) fn touch(lease: &Lease, ttl: Duration, s: &Settings) -> Call {
         .key(keys.data())
         .key(keys.lock())
         .key(keys.queue())
+        .key(keys.wake())
         .arg(lease.token.as_str())
         .arg(ms(ttl))
-        .arg(keys.wake_prefix())
         .arg(ms(claim_window(s)))
 }
 
@@ -104,8 +111,8 @@ pub(crate) fn release(lease: &Lease, s: &Settings) -> Call {
     Call::new(&RELEASE_SCRIPT)
         .key(keys.lock())
         .key(keys.queue())
+        .key(keys.wake())
         .arg(lease.token.as_str())
-        .arg(keys.wake_prefix())
         .arg(ms(claim_window(s)))
 }
 
@@ -115,18 +122,42 @@ pub(crate) fn destroy(keys: &SessionKeys, token: &str, s: &Settings) -> Call {
         .key(keys.data())
         .key(keys.lock())
         .key(keys.queue())
+        .key(keys.wake())
         .arg(token)
-        .arg(keys.wake_prefix())
         .arg(ms(claim_window(s)))
 }
 
+/// Settles a token whose request gave up (see `ABANDON`).
 pub(crate) fn abandon(keys: &SessionKeys, token: &LockToken, s: &Settings) -> Call {
     Call::new(&ABANDON_SCRIPT)
         .key(keys.lock())
         .key(keys.queue())
+        .key(keys.wake())
+        .key(keys.void())
         .arg(token.as_str())
-        .arg(keys.wake_prefix())
         .arg(ms(claim_window(s)))
+        .arg(ms(void_ttl(s)))
+}
+
+/// Extends a held lock by a whole lease.
+pub(crate) fn renew(keys: &SessionKeys, token: &LockToken, s: &Settings) -> Call {
+    Call::new(&RENEW_SCRIPT)
+        .key(keys.lock())
+        .arg(token.as_str())
+        .arg(ms(s.lock_ttl))
+}
+
+/// How long a voided token stays void: longer than any lock its request's
+/// late commands could still take (one lease from the moment they run, and
+/// they run about when the abandon does).
+fn void_ttl(s: &Settings) -> Duration {
+    s.lock_ttl * 2 + s.budget
+}
+
+/// How often a held lease is renewed: three times per lease, so two
+/// renewals in a row can fail before it lapses.
+pub(crate) fn renew_every(s: &Settings) -> Duration {
+    (s.lock_ttl / 3).max(Duration::from_millis(10))
 }
 
 /// A brand-new session, never over an existing one (`SET NX`), with the
@@ -193,20 +224,20 @@ fn collision(keys: &SessionKeys) -> Error {
     }
 }
 
-/// Waits for a hand-off on this waiter's own list, for at most `nap`.
-pub(crate) fn wait_for_wake(wake: &str, nap: Duration) -> Cmd {
+/// Blocks until a hand-off's baton arrives on the session's wake list, for
+/// at most `nap`. Replies nil on timeout.
+pub(crate) fn wait_for_wake(keys: &SessionKeys, nap: Duration) -> Cmd {
     let mut cmd = redis::cmd("BLPOP");
-    cmd.arg(wake).arg(format!("{:.3}", nap.as_secs_f64()));
+    cmd.arg(keys.wake())
+        .arg(format!("{:.3}", nap.as_secs_f64()));
     cmd
 }
 
-/// How long to block for a hand-off: until the holder's lease would lapse
-/// (a crashed holder never hands off), or a claim window passes (the lock
-/// may have gone to a waiter that died meanwhile), or the wait runs out.
-pub(crate) fn nap(left: Duration, pttl_ms: u64, s: &Settings) -> Duration {
-    left.min(Duration::from_millis(pttl_ms))
-        .min(claim_window(s))
-        .max(MIN_BLOCK)
+/// The most a waiter may block before checking in again: the rest of its
+/// wait, and at most a claim window (the script shortens it to the holder's
+/// remaining lease, since a holder that died never hands off).
+pub(crate) fn nap_cap(left: Duration, s: &Settings) -> Duration {
+    left.min(claim_window(s)).max(MIN_BLOCK)
 }
 
 /// `WAIT 1 <timeout_ms>` when writes must reach a replica.
@@ -244,17 +275,26 @@ pub(crate) fn replicated(
     }
 }
 
-/// Reads a fenced step's reply. `lost_is_done` for steps whose purpose (not
-/// holding the lock) a lost lock fulfils when the step had to be resent.
-pub(crate) fn fenced_reply(lease: &Lease, reply: &Value, lost_is_done: bool) -> Result<(), Error> {
-    match FencedReply::parse(reply)? {
-        FencedReply::Done => Ok(()),
-        FencedReply::Lost(_) if lost_is_done => Ok(()),
-        FencedReply::Lost(reason) => Err(Error::LockLost {
+/// Reads a commit's reply. A resend whose lease is found lapsed after the
+/// first send got no reply cannot tell "applied" from "lost" by the lock;
+/// the script compares the stored envelope for that.
+pub(crate) fn committed(lease: &Lease, reply: &Value) -> Result<Committed, Error> {
+    match CommitReply::parse(reply)? {
+        CommitReply::Done => Ok(Committed::UnderLock),
+        CommitReply::DoneAfterLapse => Ok(Committed::AfterLapse),
+        CommitReply::Lost(reason) => Err(Error::LockLost {
             session: lease.session().to_owned(),
             reason,
         }),
     }
+}
+
+/// A reply as the type a step expects; anything else is a protocol error
+/// that describes the reply's shape, never its bytes.
+pub(crate) fn reply_as<T: redis::FromRedisValue>(what: &str, value: Value) -> Result<T, Error> {
+    let shape = crate::scripts::shape(&value);
+    redis::from_redis_value(value)
+        .map_err(|_| Error::Protocol(format!("{what}: unexpected reply, got {shape}")))
 }
 
 pub(crate) fn ms(d: Duration) -> u64 {
@@ -262,7 +302,7 @@ pub(crate) fn ms(d: Duration) -> u64 {
 }
 
 /// A stored value as the caller sees it: decrypted and checked.
-pub(crate) fn loaded(s: &Settings, stored: Option<Vec<u8>>, keys: &SessionKeys) -> Loaded {
+pub(crate) fn loaded(s: &Settings, stored: Option<&[u8]>, keys: &SessionKeys) -> Loaded {
     Loaded::from_stored(stored, s.encryption_keys.as_ref(), keys.tag())
 }
 
@@ -271,52 +311,95 @@ pub(crate) fn seal(s: &Settings, envelope: Envelope, keys: &SessionKeys) -> Resu
     envelope.seal(s.encryption_keys.as_ref(), keys.tag())
 }
 
+/// The session locked by `claim`, holding what was `stored`.
+pub(crate) fn opened(
+    keys: &SessionKeys,
+    claim: Claim,
+    stored: Option<Vec<u8>>,
+    waited: Duration,
+    s: &Settings,
+) -> Opened {
+    let loaded = loaded(s, stored.as_deref(), keys);
+    let lease = Lease::new(keys.clone(), claim, stored.as_deref(), &loaded);
+    Opened::Locked {
+        lease,
+        loaded,
+        waited,
+    }
+}
+
+/// What the uncontended lock's pipeline found.
+pub(crate) enum FreeLock {
+    /// The lock was free and is ours now; the stored value.
+    Taken(Option<Vec<u8>>),
+    /// Somebody holds it (or a hand-off reserved it): wait in line.
+    Held,
+}
+
+/// Reads the replies of [`take_free_lock`].
+pub(crate) fn free_lock(reply: Value) -> Result<FreeLock, Error> {
+    let (taken, stored): (Value, Option<Vec<u8>>) = reply_as("lock", reply)?;
+    Ok(if taken == Value::Nil {
+        FreeLock::Held
+    } else {
+        FreeLock::Taken(stored)
+    })
+}
+
+/// What a taken free lock means for `mode`: the session is ours, or the
+/// lock must be given back (`Missing` for strict mode, a collision for a
+/// new ID that somehow exists).
+// Short-lived, matched at once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum OnFree {
+    Keep,
+    GiveBack(Result<Opened, Error>),
+}
+
+pub(crate) fn on_free(mode: OpenMode, stored: Option<&[u8]>, keys: &SessionKeys) -> OnFree {
+    match (mode, stored) {
+        (OpenMode::RequireExisting, None) => OnFree::GiveBack(Ok(Opened::Missing)),
+        (OpenMode::New, Some(_)) => OnFree::GiveBack(Err(collision(keys))),
+        _ => OnFree::Keep,
+    }
+}
+
+/// A new ID whose lock somebody else holds: it is not new.
+pub(crate) fn held_new(keys: &SessionKeys) -> Error {
+    collision(keys)
+}
+
 /// What an `ACQUIRE` reply means for the waiting loop.
-// Short-lived, returned once per try: boxing the large variant would buy nothing.
+// Short-lived, returned once per try: boxing would buy nothing.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Acquired {
-    /// The open is over, one way or the other.
+    /// The lock is ours; the stored value.
+    Locked { stored: Option<Vec<u8>> },
+    /// The open is over without a lock.
     Done(Result<Opened, Error>),
-    /// Queued behind a holder whose lease has `pttl_ms` left: wait for a
-    /// hand-off, then try again.
-    Wait { pttl_ms: u64 },
+    /// Registered as a waiter: block for a hand-off for `nap`, then try again.
+    Wait { nap: Duration },
 }
 
 impl Acquired {
     pub fn read(
         reply: &Value,
         keys: &SessionKeys,
-        token: &LockToken,
-        last_try: bool,
-        queued: bool,
         started: Instant,
         s: &Settings,
     ) -> Result<Self, Error> {
         Ok(match AcquireReply::parse(reply)? {
-            AcquireReply::Acquired(stored) => {
-                let loaded = loaded(s, stored, keys);
-                let lease = Lease::new(keys.clone(), token.clone(), &loaded);
-                let waited = if queued {
-                    started.elapsed()
-                } else {
-                    Duration::ZERO
-                };
-                Self::Done(Ok(Opened::Locked {
-                    lease,
-                    loaded,
-                    waited,
-                }))
-            }
+            AcquireReply::Acquired(stored) => Self::Locked { stored },
             AcquireReply::Missing => Self::Done(Ok(Opened::Missing)),
             AcquireReply::Crowded => Self::Done(Err(Error::TooManyWaiters {
                 session: keys.tag().to_owned(),
                 limit: s.max_waiters,
             })),
-            AcquireReply::Busy { data, .. } if last_try => {
+            AcquireReply::GaveUp { data } => {
                 let waited = started.elapsed();
                 Self::Done(match s.on_lock_timeout {
                     OnLockTimeout::Readonly => Ok(Opened::ReadOnly {
-                        loaded: loaded(s, data, keys),
+                        loaded: loaded(s, data.as_deref(), keys),
                         waited,
                     }),
                     OnLockTimeout::Fail => Err(Error::LockTimeout {
@@ -325,7 +408,14 @@ impl Acquired {
                     }),
                 })
             }
-            AcquireReply::Busy { pttl_ms, .. } => Self::Wait { pttl_ms },
+            AcquireReply::Busy { nap_ms } => Self::Wait {
+                nap: Duration::from_millis(nap_ms).max(MIN_BLOCK),
+            },
         })
     }
+}
+
+/// Whether a wake-list wait returned a baton (rather than timing out).
+pub(crate) fn woken(reply: &Value) -> bool {
+    !matches!(reply, Value::Nil)
 }

@@ -11,10 +11,11 @@ use crate::session::{Lease, Loaded};
 /// A session locked by this task, decoded from PHP's format.
 ///
 /// [`commit`](Self::commit) and [`release`](Self::release) consume the
-/// guard, so nothing can touch the session after its lock is gone. Dropped
-/// without either, it releases the lock from a spawned task (inside a tokio
-/// runtime; otherwise the lease lapses after `lock_ttl_ms`): a panicking or
-/// cancelled handler must not make the user's next PHP request wait.
+/// guard, so nothing can touch the session after its lock is gone. While it
+/// lives, the store's keeper task renews its lease, however long the
+/// handler takes. Dropped without either (a panic, a cancelled handler), its
+/// lock is released by the keeper task: the user's next PHP request does
+/// not wait out `lock_ttl_ms`.
 pub struct SessionGuard {
     store: Store,
     lease: Option<Lease>,
@@ -93,7 +94,7 @@ impl SessionGuard {
         if payload == self.read {
             self.store.touch(lease, ttl).await
         } else {
-            self.store.commit(lease, payload, ttl).await
+            self.store.commit(lease, payload, ttl).await.map(drop)
         }
     }
 
@@ -102,20 +103,6 @@ impl SessionGuard {
         match self.lease.take() {
             Some(lease) => self.store.release(lease).await,
             None => Ok(()),
-        }
-    }
-}
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        if let Some(lease) = self.lease.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            let store = self.store.clone();
-            runtime.spawn(async move {
-                // Nobody is left to hear about a failure; the lease lapses.
-                let _ = store.release(lease).await;
-            });
         }
     }
 }

@@ -85,6 +85,35 @@ impl Op<'_> {
     }
 }
 
+/// A connection with a command in flight. Dropped before [`done`](Self::done)
+/// (a timeout, a broken connection, or the caller's future cancelled
+/// mid-command, say during a `BLPOP` or a `WAIT`), it is taken out of the
+/// pool: its pending reply would reach the next user, who would also queue
+/// behind a blocking command.
+struct InFlight(Option<Connection>);
+
+impl InFlight {
+    fn get(&mut self) -> &mut Connection {
+        match &mut self.0 {
+            Some(con) => con,
+            None => unreachable!("held until done or dropped"),
+        }
+    }
+
+    /// The reply arrived: the connection may serve others again.
+    fn done(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(con) = self.0.take() {
+            drop(Object::take(con));
+        }
+    }
+}
+
 /// Which pool a step borrows from. A waiter holds its connection for the
 /// whole wait, so waits have their own pool and never starve commands.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -204,8 +233,8 @@ impl Link {
             Some(node) => node,
             None => self.target(slot, attempts).await?,
         };
-        let mut con = self.checkout(&node, used, attempts).await?;
-        let reused = Object::metrics(&con).recycle_count > 0;
+        let mut con = InFlight(Some(self.checkout(&node, used, attempts).await?));
+        let reused = Object::metrics(con.get()).recycle_count > 0;
         let reply_budget = attempts
             .left()
             .saturating_sub(wait)
@@ -214,25 +243,28 @@ impl Link {
         self.round_trips
             .fetch_add(1 + u64::from(is_asking), Ordering::Relaxed);
         let sent = timeout(reply_budget + wait, async {
+            let con = con.get();
             if is_asking {
-                redis::cmd("ASKING").query_async::<()>(&mut *con).await?;
+                redis::cmd("ASKING").query_async::<()>(&mut **con).await?;
             }
-            op.send(&mut con, attempts.count).await
+            op.send(con, attempts.count).await
         })
         .await;
         match sent {
-            Ok(Ok(value)) => Ok(value),
+            Ok(Ok(value)) => {
+                con.done();
+                Ok(value)
+            }
             Ok(Err(err)) => {
-                if !matches!(err.kind(), ErrorKind::Server(_)) {
-                    // Broken: keep it out of the pool.
-                    drop(Object::take(con));
+                if matches!(err.kind(), ErrorKind::Server(_)) {
+                    con.done();
                 }
+                // Otherwise broken: `con` keeps it out of the pool.
                 Err(Failed::at(err, &node, Phase::Reply, reused))
             }
             Err(_) => {
                 // The reply may still arrive later, out of turn for the
-                // next user: never hand this connection out again.
-                drop(Object::take(con));
+                // next user: `con` never hands this connection out again.
                 Err(Failed::at(
                     timed_out("no reply within timeout_ms"),
                     &node,

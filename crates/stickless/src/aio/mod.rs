@@ -40,9 +40,11 @@
 //! ```
 
 mod guard;
+mod keeper;
 mod link;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::{Cmd, Value};
@@ -51,14 +53,15 @@ pub use guard::SessionGuard;
 
 use crate::SessionId;
 use crate::cluster::slot;
-use crate::config::{Config, Topology};
+use crate::config::Config;
 use crate::envelope::Envelope;
 use crate::error::Error;
+use crate::keeper::{Claim, Keeping};
 use crate::keys::SessionKeys;
 use crate::php::SerializeHandler;
-use crate::scripts::{Call, DestroyReply};
-use crate::session::{Lease, Loaded, OpenMode, Opened, check_size, now_ms};
-use crate::steps::{self, Acquired, Created};
+use crate::scripts::{self, Call, DestroyReply};
+use crate::session::{Committed, Lease, Loaded, OpenMode, Opened, check_size, now_ms};
+use crate::steps::{self, Acquired, Created, FreeLock, OnFree};
 use crate::token::LockToken;
 use link::{Link, Op, Ran, Use};
 
@@ -76,12 +79,11 @@ struct Inner {
     link: Link,
     handler: SerializeHandler,
     lifetime: Duration,
-    /// Tokens whose step got no reply; see the blocking `Store`.
-    orphans: Mutex<Vec<(SessionKeys, LockToken)>>,
+    /// Held leases to renew and tokens to clear, worked off by the keeper
+    /// task (see `crate::keeper`).
+    keeping: Arc<Keeping>,
+    keeper_started: AtomicBool,
 }
-
-/// More abandoned tokens than this are left to their leases.
-const MAX_ORPHANS: usize = 64;
 
 impl Store {
     /// A store for `config`. Does no I/O: connections open on first use.
@@ -97,10 +99,11 @@ impl Store {
         Self {
             inner: Arc::new(Inner {
                 link: Link::new(&config),
+                keeping: Keeping::new(steps::renew_every(&config.settings)),
                 config,
                 handler,
                 lifetime,
-                orphans: Mutex::new(Vec::new()),
+                keeper_started: AtomicBool::new(false),
             }),
         }
     }
@@ -170,23 +173,39 @@ impl Store {
 
     /// Locks `id` and reads it in one round trip, waiting for other holders
     /// (woken in arrival order, no polling) for at most `lock_wait`.
+    ///
+    /// Cancel-safe: a future dropped at any await leaves no lock and no
+    /// registration behind; its token is cleared in the background.
     pub async fn lock(&self, id: &SessionId, mode: OpenMode) -> Result<Opened, Error> {
         let keys = self.keys(id);
-        self.settle_orphans(&keys).await?;
         let token = LockToken::random()?;
-        match self.acquire(&keys, &token, mode).await {
-            Err(e @ Error::Unavailable { .. }) => {
-                self.remember(keys, token);
-                Err(e)
+        let claim = self.claim(keys.clone(), token.clone());
+        self.acquire(&keys, &token, claim, mode).await
+    }
+
+    /// A claim on `token`, with the keeper task running to honour it.
+    fn claim(&self, keys: SessionKeys, token: LockToken) -> Claim {
+        if !self.inner.keeper_started.swap(true, Ordering::AcqRel) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(keeper::run(
+                        Arc::downgrade(&self.inner),
+                        Arc::clone(&self.inner.keeping),
+                    ));
+                }
+                // Not in a runtime (no future could be polled here anyway):
+                // leases simply lapse; try again next time.
+                Err(_) => self.inner.keeper_started.store(false, Ordering::Release),
             }
-            other => other,
         }
+        Claim::new(&self.inner.keeping, keys, token)
     }
 
     async fn acquire(
         &self,
         keys: &SessionKeys,
         token: &LockToken,
+        mut claim: Claim,
         mode: OpenMode,
     ) -> Result<Opened, Error> {
         let s = &self.inner.config.settings;
@@ -195,36 +214,45 @@ impl Store {
         let reply = self
             .run(slot, Use::Command, Duration::ZERO, Op::Pipe(&pipe))
             .await?;
-        let (taken, stored): (Value, Option<Vec<u8>>) = reply_as(reply.value)?;
-        if taken != Value::Nil {
-            let loaded = steps::loaded(s, stored, keys);
-            let lease = Lease::new(keys.clone(), token.clone(), &loaded);
-            if mode == OpenMode::RequireExisting && loaded == Loaded::Empty {
-                self.release(lease).await?;
-                return Ok(Opened::Missing);
+        match steps::free_lock(reply.value)? {
+            FreeLock::Taken(stored) => {
+                let give_back = steps::on_free(mode, stored.as_deref(), keys);
+                let opened = steps::opened(keys, claim, stored, Duration::ZERO, s);
+                return match (give_back, opened) {
+                    (OnFree::GiveBack(outcome), Opened::Locked { lease, .. }) => {
+                        self.release(lease).await?;
+                        outcome
+                    }
+                    (_, opened) => Ok(opened),
+                };
             }
-            return Ok(Opened::Locked {
-                lease,
-                loaded,
-                waited: Duration::ZERO,
-            });
+            FreeLock::Held if mode == OpenMode::New => {
+                claim.settle();
+                return Err(steps::held_new(keys));
+            }
+            FreeLock::Held => {}
         }
         let started = Instant::now();
         let deadline = started + s.lock_wait;
-        let wake = keys.wake(token);
-        let mut queued = false;
+        let mut woken = false;
         loop {
-            let last_try = Instant::now() >= deadline;
-            let call = steps::acquire(keys, token, s, mode, last_try, queued);
+            let now = Instant::now();
+            let last_try = now >= deadline;
+            let cap = steps::nap_cap(deadline.saturating_duration_since(now), s);
+            let call = steps::acquire(keys, token, s, mode, last_try, cap, woken);
             let reply = self.call(keys, &call, None).await?.value.0;
-            match Acquired::read(&reply, keys, token, last_try, queued, started, s)? {
-                Acquired::Done(outcome) => return outcome,
-                Acquired::Wait { pttl_ms } => {
-                    queued = true;
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let nap = steps::nap(left, pttl_ms, s);
-                    let cmd = steps::wait_for_wake(&wake, nap);
-                    self.run(slot, Use::Wait, nap, Op::Cmd(&cmd)).await?;
+            match Acquired::read(&reply, keys, started, s)? {
+                Acquired::Locked { stored } => {
+                    return Ok(steps::opened(keys, claim, stored, started.elapsed(), s));
+                }
+                Acquired::Done(outcome) => {
+                    claim.settle();
+                    return outcome;
+                }
+                Acquired::Wait { nap } => {
+                    let cmd = steps::wait_for_wake(keys, nap);
+                    let baton = self.run(slot, Use::Wait, nap, Op::Cmd(&cmd)).await?;
+                    woken = steps::woken(&baton.value);
                 }
             }
         }
@@ -233,7 +261,6 @@ impl Store {
     /// Reads `id` without locking: one round trip, from the primary.
     pub async fn load(&self, id: &SessionId) -> Result<Loaded, Error> {
         let keys = self.keys(id);
-        self.settle_orphans(&keys).await?;
         let get = {
             let mut get = redis::cmd("GET");
             get.arg(keys.data());
@@ -247,14 +274,25 @@ impl Store {
                 Op::Cmd(&get),
             )
             .await?;
-        let stored: Option<Vec<u8>> = reply_as(reply.value)?;
-        Ok(steps::loaded(&self.inner.config.settings, stored, &keys))
+        let stored: Option<Vec<u8>> = steps::reply_as("load", reply.value)?;
+        Ok(steps::loaded(
+            &self.inner.config.settings,
+            stored.as_deref(),
+            &keys,
+        ))
     }
 
-    /// Writes `payload` if `lease` still owns the lock, then releases it (or
-    /// hands it to the next waiter), in one round trip; resent only where
-    /// the script can tell whether the first send was applied.
-    pub async fn commit(&self, lease: Lease, payload: Vec<u8>, ttl: Duration) -> Result<(), Error> {
+    /// Writes `payload` if `lease` still owns the lock (or, after a lapsed
+    /// lease, if nobody changed the session since it was read), then
+    /// releases it (or hands it to the next waiter), in one round trip;
+    /// resent only where the script can tell whether the first send was
+    /// applied.
+    pub async fn commit(
+        &self,
+        lease: Lease,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Committed, Error> {
         let s = &self.inner.config.settings;
         let sealed = check_size(&lease.keys, &payload, s.max_size)
             .and_then(|()| steps::seal(s, lease.next_envelope(payload), &lease.keys));
@@ -269,24 +307,30 @@ impl Store {
         let resend = steps::commit(&lease, &envelope, ttl, s, true);
         let wait = steps::replica_wait(s);
         let ran = self
-            .fenced_run(&lease, &first, &resend, wait.as_ref())
+            .script(&lease.keys, &first, &resend, wait.as_ref())
             .await?;
-        steps::replicated(s, &lease.keys, &ran.value.1)?;
-        steps::fenced_reply(&lease, &ran.value.0, false)
+        let replicated = steps::replicated(s, &lease.keys, &ran.value.1);
+        let outcome = steps::committed(&lease, &ran.value.0);
+        lease.settle();
+        replicated.and(outcome)
     }
 
     /// Extends the stored value's lifetime and releases the lock.
     pub async fn touch(&self, lease: Lease, ttl: Duration) -> Result<(), Error> {
         let call = steps::touch(&lease, ttl, &self.inner.config.settings);
-        let ran = self.fenced_run(&lease, &call, &call, None).await?;
-        steps::fenced_reply(&lease, &ran.value.0, ran.retried)
+        self.ending(lease, &call).await
     }
 
     /// Releases the lock without writing.
     pub async fn release(&self, lease: Lease) -> Result<(), Error> {
         let call = steps::release(&lease, &self.inner.config.settings);
-        let ran = self.fenced_run(&lease, &call, &call, None).await?;
-        steps::fenced_reply(&lease, &ran.value.0, ran.retried)
+        self.ending(lease, &call).await
+    }
+
+    async fn ending(&self, lease: Lease, call: &Call) -> Result<(), Error> {
+        let ran = self.script(&lease.keys, call, call, None).await?;
+        lease.settle();
+        scripts::parse_done("release", &ran.value.0)
     }
 
     /// Deletes a session, releasing `lease` if given; refused while another
@@ -295,14 +339,14 @@ impl Store {
         let keys = lease
             .as_ref()
             .map_or_else(|| self.keys(id), |l| l.keys.clone());
-        if lease.is_none() {
-            self.settle_orphans(&keys).await?;
-        }
         let s = &self.inner.config.settings;
         let token = lease.as_ref().map_or("", |l| l.token.as_str());
         let call = steps::destroy(&keys, token, s);
         let wait = steps::replica_wait(s);
         let ran = self.call(&keys, &call, wait.as_ref()).await?;
+        if let Some(lease) = lease {
+            lease.settle();
+        }
         steps::replicated(s, &keys, &ran.value.1)?;
         match DestroyReply::parse(&ran.value.0)? {
             DestroyReply::Done => Ok(()),
@@ -312,7 +356,8 @@ impl Store {
         }
     }
 
-    /// Stores a brand-new session, never over an existing one.
+    /// Stores a brand-new session, never over an existing one, without
+    /// taking its lock (for IDs nobody else can know yet).
     pub async fn create(
         &self,
         id: &SessionId,
@@ -320,7 +365,6 @@ impl Store {
         ttl: Duration,
     ) -> Result<(), Error> {
         let keys = self.keys(id);
-        self.settle_orphans(&keys).await?;
         let s = &self.inner.config.settings;
         check_size(&keys, &payload, s.max_size)?;
         let envelope = steps::seal(s, Envelope::new(payload, now_ms()), &keys)?;
@@ -329,7 +373,7 @@ impl Store {
         let ran = self
             .run(slot, Use::Command, steps::wait_budget(s), Op::Pipe(&pipe))
             .await?;
-        let replies: Vec<Value> = reply_as(ran.value)?;
+        let replies: Vec<Value> = steps::reply_as("create", ran.value)?;
         match steps::created(&replies, ran.retried, &keys, s)? {
             Created::Done => Ok(()),
             Created::Check => {
@@ -338,10 +382,16 @@ impl Store {
                 let raw = self
                     .run(slot, Use::Command, Duration::ZERO, Op::Cmd(&get))
                     .await?;
-                let stored: Option<Vec<u8>> = reply_as(raw.value)?;
+                let stored: Option<Vec<u8>> = steps::reply_as("create", raw.value)?;
                 steps::own_create(&keys, stored.as_deref(), &envelope)
             }
         }
+    }
+
+    /// Leases being renewed in the background, and tokens waiting to be
+    /// cleared after a failure or a cancellation (for statistics and tests).
+    pub fn background(&self) -> (usize, usize) {
+        self.inner.keeping.ledger().counts()
     }
 
     async fn run(
@@ -381,66 +431,11 @@ impl Store {
             then,
         };
         let ran = self.run(slot(keys.tag()), Use::Command, wait, op).await?;
-        let value = reply_as(ran.value)?;
+        let value = steps::reply_as("script", ran.value)?;
         Ok(Ran {
             value,
             retried: ran.retried,
         })
-    }
-
-    /// A fenced step; a token whose step got no reply is remembered.
-    async fn fenced_run(
-        &self,
-        lease: &Lease,
-        first: &Call,
-        resend: &Call,
-        then: Option<&Cmd>,
-    ) -> Result<Ran<(Value, Value)>, Error> {
-        let ran = self.script(&lease.keys, first, resend, then).await;
-        if let Err(Error::Unavailable { .. }) = &ran {
-            self.remember(lease.keys.clone(), lease.token.clone());
-        }
-        ran
-    }
-
-    fn orphans(&self) -> std::sync::MutexGuard<'_, Vec<(SessionKeys, LockToken)>> {
-        self.inner
-            .orphans
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn remember(&self, keys: SessionKeys, token: LockToken) {
-        let mut orphans = self.orphans();
-        if orphans.len() >= MAX_ORPHANS {
-            orphans.remove(0);
-        }
-        orphans.push((keys, token));
-    }
-
-    /// Clears tokens left by steps that got no reply, on the node `keys`
-    /// lives on (as the blocking driver does).
-    async fn settle_orphans(&self, keys: &SessionKeys) -> Result<(), Error> {
-        let here = slot(keys.tag());
-        let cluster = matches!(self.inner.config.server.topology, Topology::Cluster(_));
-        let due: Vec<(SessionKeys, LockToken)> = {
-            let mut orphans = self.orphans();
-            let (due, keep) = orphans
-                .drain(..)
-                .partition(|(k, _)| !cluster || slot(k.tag()) == here);
-            *orphans = keep;
-            due
-        };
-        for (i, (keys, token)) in due.iter().enumerate() {
-            let call = steps::abandon(keys, token, &self.inner.config.settings);
-            if let Err(e) = self.call(keys, &call, None).await {
-                for (keys, token) in due.into_iter().skip(i) {
-                    self.remember(keys, token);
-                }
-                return Err(e);
-            }
-        }
-        Ok(())
     }
 
     pub(crate) fn lifetime(&self) -> Duration {
@@ -448,7 +443,9 @@ impl Store {
     }
 }
 
-/// A reply as the type a step expects; anything else is a protocol error.
-fn reply_as<T: redis::FromRedisValue>(value: Value) -> Result<T, Error> {
-    redis::from_redis_value(value).map_err(|e| Error::Protocol(e.to_string()))
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Wake the keeper task so it notices at once that the store is gone.
+        self.keeping.shut_down();
+    }
 }

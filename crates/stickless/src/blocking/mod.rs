@@ -6,6 +6,7 @@
 //! [`Store`] speaks the session protocol; `link` decides where each step
 //! goes (standalone, Sentinel, Cluster) and what to do when it fails.
 
+mod keeper;
 mod link;
 
 use std::time::{Duration, Instant};
@@ -14,17 +15,23 @@ use redis::{Cmd, Value};
 
 use crate::SessionId;
 use crate::cluster::slot;
-use crate::config::{Config, Topology};
+use crate::config::Config;
 use crate::envelope::Envelope;
 use crate::error::Error;
+use crate::keeper::Claim;
 use crate::keys::SessionKeys;
-use crate::scripts::{Call, DestroyReply};
-use crate::session::{Lease, Loaded, OpenMode, Opened, check_size, now_ms};
-use crate::steps::{self, Acquired, Created};
+use crate::scripts::{self, Call, DestroyReply};
+use crate::session::{Committed, Lease, Loaded, OpenMode, Opened, check_size, now_ms};
+use crate::steps::{self, Acquired, Created, FreeLock, OnFree};
 use crate::token::LockToken;
+use keeper::Keeper;
 use link::{Link, Ran};
 
 /// A session store over blocking connections.
+///
+/// Held leases are renewed, and tokens of steps that got no reply are
+/// cleared, by a background thread with connections of its own, started on
+/// the first lock (see `crate::keeper`).
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -42,23 +49,16 @@ use link::{Link, Ran};
 pub struct Store {
     config: Config,
     link: Link,
-    /// Tokens whose request gave up on an unreachable or hung server. The
-    /// server may still run their last script after the client stopped
-    /// waiting (it was in its receive buffer), leaving a lock or a queue
-    /// entry nobody owns; a later request clears them first.
-    orphans: Vec<(SessionKeys, LockToken)>,
+    keeper: Keeper,
 }
-
-/// More abandoned tokens than this are left to their leases.
-const MAX_ORPHANS: usize = 16;
 
 impl Store {
     /// A store for `config`. Does no I/O: connections open on first use.
     pub fn new(config: Config) -> Self {
         Self {
             link: Link::new(&config),
+            keeper: Keeper::new(&config),
             config,
-            orphans: Vec::new(),
         }
     }
 
@@ -71,12 +71,20 @@ impl Store {
     /// credentials and the database are the same.
     pub fn reconfigure(&mut self, config: Config) {
         self.link.reconfigure(&config);
+        self.keeper.reconfigure(&config);
         self.config = config;
     }
 
-    /// Round trips to Redis this store has made (for statistics and tests).
+    /// Round trips to Redis this store's requests have made (for statistics
+    /// and tests); the background renewals are not counted.
     pub fn round_trips(&self) -> u64 {
         self.link.round_trips()
+    }
+
+    /// Leases being renewed in the background, and tokens waiting to be
+    /// cleared after a failure (for statistics and tests).
+    pub fn background(&self) -> (usize, usize) {
+        self.keeper.counts()
     }
 
     /// The keys of `id` under this store's prefix.
@@ -88,109 +96,116 @@ impl Store {
     /// (woken in arrival order, no polling) for at most `lock_wait`.
     pub fn lock(&mut self, id: &SessionId, mode: OpenMode) -> Result<Opened, Error> {
         let keys = self.keys(id);
-        self.settle_orphans(&keys)?;
         let token = LockToken::random()?;
-        match self.acquire(keys.clone(), token.clone(), mode) {
-            Err(e @ Error::Unavailable { .. }) => {
-                self.remember(keys, token);
-                Err(e)
-            }
-            other => other,
-        }
+        // Dropped unsettled (no reply), the claim's token is abandoned in
+        // the background: the server may still take the lock for it.
+        let claim = self.keeper.claim(keys.clone(), token.clone());
+        self.acquire(&keys, &token, claim, mode)
     }
 
     fn acquire(
         &mut self,
-        keys: SessionKeys,
-        token: LockToken,
+        keys: &SessionKeys,
+        token: &LockToken,
+        mut claim: Claim,
         mode: OpenMode,
     ) -> Result<Opened, Error> {
-        if let Some(opened) = self.take_free_lock(&keys, &token, mode)? {
-            return Ok(opened);
+        let s = &self.config.settings;
+        // The common, uncontended case without a script: `SET NX PX` takes
+        // a free lock and a pipelined `GET` reads the data, in one round
+        // trip. Scripts cost Redis far more CPU than plain commands, and the
+        // value does not cross into Lua. A newcomer cannot overtake waiters:
+        // a hand-off reserves the lock, so it is never free while anyone
+        // waits. Resending is safe: a `SET NX` that landed makes the lock
+        // ours, which `ACQUIRE` recognises by the token.
+        let pipe = steps::take_free_lock(keys, token, s);
+        let reply = self
+            .link
+            .run(slot(keys.tag()), |con| pipe.query::<Value>(con))?
+            .value;
+        match steps::free_lock(reply)? {
+            FreeLock::Taken(stored) => {
+                let give_back = steps::on_free(mode, stored.as_deref(), keys);
+                let opened = steps::opened(keys, claim, stored, Duration::ZERO, s);
+                return match (give_back, opened) {
+                    (OnFree::GiveBack(outcome), Opened::Locked { lease, .. }) => {
+                        self.release(lease)?;
+                        outcome
+                    }
+                    (_, opened) => Ok(opened),
+                };
+            }
+            FreeLock::Held if mode == OpenMode::New => {
+                claim.settle();
+                return Err(steps::held_new(keys));
+            }
+            FreeLock::Held => {}
         }
         let started = Instant::now();
-        let deadline = started + self.config.settings.lock_wait;
-        let wake = keys.wake(&token);
-        let mut queued = false;
+        let deadline = started + s.lock_wait;
+        let mut woken = false;
         loop {
-            let last_try = Instant::now() >= deadline;
-            let call = steps::acquire(&keys, &token, &self.config.settings, mode, last_try, queued);
-            let reply = self.call(&keys, &call, None)?.value.0;
             let s = &self.config.settings;
-            match Acquired::read(&reply, &keys, &token, last_try, queued, started, s)? {
-                Acquired::Done(outcome) => return outcome,
-                Acquired::Wait { pttl_ms } => {
-                    queued = true;
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let nap = steps::nap(left, pttl_ms, &self.config.settings);
-                    let cmd = steps::wait_for_wake(&wake, nap);
-                    self.link
+            let now = Instant::now();
+            let last_try = now >= deadline;
+            let cap = steps::nap_cap(deadline.saturating_duration_since(now), s);
+            let call = steps::acquire(keys, token, s, mode, last_try, cap, woken);
+            let reply = self.call(keys, &call, None)?.value.0;
+            let s = &self.config.settings;
+            match Acquired::read(&reply, keys, started, s)? {
+                Acquired::Locked { stored } => {
+                    return Ok(steps::opened(keys, claim, stored, started.elapsed(), s));
+                }
+                Acquired::Done(outcome) => {
+                    claim.settle();
+                    return outcome;
+                }
+                Acquired::Wait { nap } => {
+                    let cmd = steps::wait_for_wake(keys, nap);
+                    let baton = self
+                        .link
                         .run_waiting(slot(keys.tag()), nap, |con| cmd.query::<Value>(con))?;
+                    woken = steps::woken(&baton.value);
                 }
             }
         }
     }
 
-    /// The common, uncontended case without a script: `SET NX PX` takes a
-    /// free lock and a pipelined `GET` reads the data, in one round trip.
-    /// Scripts cost Redis far more CPU than plain commands, and the value
-    /// does not cross into Lua. `None` when the lock is held: the caller
-    /// queues through the `ACQUIRE` script. (A newcomer cannot overtake
-    /// queued waiters: a releasing request hands the lock straight to the
-    /// oldest one, so it is never free while anyone waits.) Resending is
-    /// safe: a `SET NX` that landed makes the lock ours, which `ACQUIRE`
-    /// then recognises by the token.
-    fn take_free_lock(
-        &mut self,
-        keys: &SessionKeys,
-        token: &LockToken,
-        mode: OpenMode,
-    ) -> Result<Option<Opened>, Error> {
-        let pipe = steps::take_free_lock(keys, token, &self.config.settings);
-        let (taken, stored): (Value, Option<Vec<u8>>) = self
-            .link
-            .run(slot(keys.tag()), |con| pipe.query(con))?
-            .value;
-        if taken == Value::Nil {
-            return Ok(None);
-        }
-        let loaded = steps::loaded(&self.config.settings, stored, keys);
-        let lease = Lease::new(keys.clone(), token.clone(), &loaded);
-        if mode == OpenMode::RequireExisting && loaded == Loaded::Empty {
-            // Strict mode met an unknown ID: give the lock back.
-            self.release(lease)?;
-            return Ok(Some(Opened::Missing));
-        }
-        Ok(Some(Opened::Locked {
-            lease,
-            loaded,
-            waited: Duration::ZERO,
-        }))
-    }
-
     /// Reads `id` without locking: one round trip, always from the primary.
     pub fn load(&mut self, id: &SessionId) -> Result<Loaded, Error> {
         let keys = self.keys(id);
-        self.settle_orphans(&keys)?;
         let key = keys.data();
-        let stored: Option<Vec<u8>> = self
+        let reply = self
             .link
             .run(slot(keys.tag()), |con| {
-                redis::cmd("GET").arg(&key).query(con)
+                redis::cmd("GET").arg(&key).query::<Value>(con)
             })?
             .value;
-        Ok(steps::loaded(&self.config.settings, stored, &keys))
+        let stored: Option<Vec<u8>> = steps::reply_as("load", reply)?;
+        Ok(steps::loaded(
+            &self.config.settings,
+            stored.as_deref(),
+            &keys,
+        ))
     }
 
     /// Writes `payload` if `lease` still owns the lock, then releases it (or
     /// hands it to the next waiter), in one round trip.
     ///
-    /// A payload over `max_size` is refused without touching the stored
-    /// value; the lock is released all the same. A commit whose reply was
-    /// lost is sent again only where the script can tell: a resend finds
-    /// either its lock still held (not applied: apply it now) or its own
-    /// envelope stored (applied: done).
-    pub fn commit(&mut self, lease: Lease, payload: Vec<u8>, ttl: Duration) -> Result<(), Error> {
+    /// A lease that lapsed (its renewals could not reach Redis for a whole
+    /// `lock_ttl_ms`) still writes when nobody changed the session since it
+    /// was read: a compare-and-set on the revision. A payload over
+    /// `max_size` is refused without touching the stored value; the lock is
+    /// released all the same. A commit whose reply was lost is sent again
+    /// only where the script can tell: a resend finds either its lock still
+    /// held (not applied: apply it now) or its own envelope stored
+    /// (applied: done).
+    pub fn commit(
+        &mut self,
+        lease: Lease,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Committed, Error> {
         let s = &self.config.settings;
         let sealed = check_size(&lease.keys, &payload, s.max_size)
             .and_then(|()| steps::seal(s, lease.next_envelope(payload), &lease.keys));
@@ -198,7 +213,7 @@ impl Store {
             Ok(bytes) => bytes,
             Err(refused) => {
                 // The refusal is what the caller must hear about; a failed
-                // release is remembered and retried by the next request.
+                // release is cleared in the background.
                 let _ = self.release(lease);
                 return Err(refused);
             }
@@ -208,25 +223,30 @@ impl Store {
         let wait = steps::replica_wait(s);
         let pick = |attempt: usize| if attempt == 0 { &first } else { &resend };
         let ran = self.fenced_run(&lease, pick, wait.as_ref())?;
-        steps::replicated(&self.config.settings, &lease.keys, &ran.value.1)?;
-        steps::fenced_reply(&lease, &ran.value.0, false)
+        let replicated = steps::replicated(&self.config.settings, &lease.keys, &ran.value.1);
+        let outcome = steps::committed(&lease, &ran.value.0);
+        lease.settle();
+        replicated.and(outcome)
     }
 
     /// Extends the stored value's lifetime and releases the lock: the step for
-    /// an unchanged session, in one round trip.
+    /// an unchanged session, in one round trip. It never fails for a lapsed
+    /// lease: renewing a lifetime is harmless whoever holds the lock.
     pub fn touch(&mut self, lease: Lease, ttl: Duration) -> Result<(), Error> {
         let call = steps::touch(&lease, ttl, &self.config.settings);
-        let ran = self.fenced_run(&lease, |_| &call, None)?;
-        // A resent touch that finds the lock gone most likely ran the first
-        // time; either way the lock is not ours, which is what it is for.
-        steps::fenced_reply(&lease, &ran.value.0, ran.retried)
+        self.ending(lease, &call)
     }
 
     /// Releases the lock without writing (session_abort, read_and_close).
     pub fn release(&mut self, lease: Lease) -> Result<(), Error> {
         let call = steps::release(&lease, &self.config.settings);
-        let ran = self.fenced_run(&lease, |_| &call, None)?;
-        steps::fenced_reply(&lease, &ran.value.0, ran.retried)
+        self.ending(lease, &call)
+    }
+
+    fn ending(&mut self, lease: Lease, call: &Call) -> Result<(), Error> {
+        let ran = self.fenced_run(&lease, |_| call, None)?;
+        lease.settle();
+        scripts::parse_done("release", &ran.value.0)
     }
 
     /// Deletes a session in one round trip, releasing `lease` if given.
@@ -235,13 +255,13 @@ impl Store {
         let keys = lease
             .as_ref()
             .map_or_else(|| self.keys(id), |l| l.keys.clone());
-        if lease.is_none() {
-            self.settle_orphans(&keys)?;
-        }
         let token = lease.as_ref().map_or("", |l| l.token.as_str());
         let call = steps::destroy(&keys, token, &self.config.settings);
         let wait = steps::replica_wait(&self.config.settings);
         let ran = self.call(&keys, &call, wait.as_ref())?;
+        if let Some(lease) = lease {
+            lease.settle();
+        }
         steps::replicated(&self.config.settings, &keys, &ran.value.1)?;
         match DestroyReply::parse(&ran.value.0)? {
             DestroyReply::Done => Ok(()),
@@ -252,10 +272,11 @@ impl Store {
     }
 
     /// Stores a brand-new session in one round trip, refusing to overwrite an
-    /// existing one. Needs no lock: nobody else knows the new ID yet.
+    /// existing one, without taking its lock. For IDs nobody else can know
+    /// yet; PHP's new sessions are locked instead ([`OpenMode::New`]), since
+    /// their cookie can reach the browser before the request ends.
     pub fn create(&mut self, id: &SessionId, payload: Vec<u8>, ttl: Duration) -> Result<(), Error> {
         let keys = self.keys(id);
-        self.settle_orphans(&keys)?;
         let s = &self.config.settings;
         check_size(&keys, &payload, s.max_size)?;
         let envelope = steps::seal(s, Envelope::new(payload, now_ms()), &keys)?;
@@ -268,10 +289,11 @@ impl Store {
             Created::Done => Ok(()),
             Created::Check => {
                 let key = keys.data();
-                let stored: Option<Vec<u8>> = self
+                let reply = self
                     .link
-                    .run(slot, |con| redis::cmd("GET").arg(&key).query(con))?
+                    .run(slot, |con| redis::cmd("GET").arg(&key).query::<Value>(con))?
                     .value;
+                let stored: Option<Vec<u8>> = steps::reply_as("create", reply)?;
                 steps::own_create(&keys, stored.as_deref(), &envelope)
             }
         }
@@ -293,8 +315,9 @@ impl Store {
             .run_waiting(slot(keys.tag()), wait, |con| call.run(con, then))
     }
 
-    /// Runs a fenced step; `pick(attempt)` chooses what each attempt sends.
-    /// A token whose step never got a reply is remembered for cleanup.
+    /// Runs a step that ends `lease`; `pick(attempt)` chooses what each
+    /// attempt sends. A lease whose step got no reply is dropped unsettled
+    /// by the caller's `?`, so its token is cleared in the background.
     fn fenced_run<'c>(
         &mut self,
         lease: &Lease,
@@ -307,45 +330,10 @@ impl Store {
             Duration::ZERO
         };
         let mut attempt = 0;
-        let ran = self.link.run_waiting(slot(lease.keys.tag()), wait, |con| {
+        self.link.run_waiting(slot(lease.keys.tag()), wait, |con| {
             let call = pick(attempt);
             attempt += 1;
             call.run(con, then)
-        });
-        if let Err(Error::Unavailable { .. }) = &ran {
-            self.remember(lease.keys.clone(), lease.token.clone());
-        }
-        ran
-    }
-
-    fn remember(&mut self, keys: SessionKeys, token: LockToken) {
-        if self.orphans.len() >= MAX_ORPHANS {
-            self.orphans.remove(0);
-        }
-        self.orphans.push((keys, token));
-    }
-
-    /// Clears what earlier failed requests may have left (see `orphans`)
-    /// on the node that `keys` lives on. A failure here is the caller's
-    /// failure too: that node is still not answering, and trying the
-    /// caller's step as well would double the time budget. On a cluster,
-    /// orphans on other nodes wait for a request that goes there (or for
-    /// their leases): a node that is down must not fail requests for the
-    /// others.
-    fn settle_orphans(&mut self, keys: &SessionKeys) -> Result<(), Error> {
-        let here = slot(keys.tag());
-        let cluster = matches!(self.config.server.topology, Topology::Cluster(_));
-        let mut i = self.orphans.len();
-        while i > 0 {
-            i -= 1;
-            let (keys, token) = self.orphans[i].clone();
-            if cluster && slot(keys.tag()) != here {
-                continue;
-            }
-            let call = steps::abandon(&keys, &token, &self.config.settings);
-            self.call(&keys, &call, None)?;
-            self.orphans.remove(i);
-        }
-        Ok(())
+        })
     }
 }

@@ -87,7 +87,7 @@ pub struct Settings {
 pub const DEFAULTS: &[(&str, &str)] = &[
     ("prefix", "stickless:"),
     ("lock_wait_ms", "5000"),
-    ("lock_ttl_ms", "30000"),
+    ("lock_ttl_ms", "3000"),
     ("on_lock_timeout", "fail"),
     ("connect_timeout_ms", "500"),
     ("timeout_ms", "1000"),

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use redis::Commands;
 use stickless::{
-    Config, CorruptKind, Envelope, Error, Lease, Loaded, LostReason, OpenMode, Opened, SessionId,
+    Committed, Config, CorruptKind, Envelope, Error, Lease, Loaded, LostReason, OpenMode, Opened,
+    SessionId, SessionKeys,
 };
 use support::RedisServer;
 use support::cluster::RedisCluster;
@@ -82,8 +83,18 @@ fn wait_until(what: &str, budget: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn llen(con: &mut Client, key: &str) -> usize {
-    con.llen(key).expect("LLEN")
+/// Waiters registered for the session.
+fn registered(con: &mut Client, keys: &SessionKeys) -> usize {
+    con.zcard(keys.queue()).expect("ZCARD")
+}
+
+/// Waits until `n` waiters are registered and blocked for a hand-off (so
+/// the next one to arrive is served after them).
+fn await_queued(server: &dyn Deployment, con: &mut Client, keys: &SessionKeys, n: usize) {
+    wait_until(&format!("{n} waiters queued"), Duration::from_secs(5), || {
+        registered(con, keys) == n
+            && usize::try_from(server.blocked_clients(&keys.data())).unwrap_or(0) >= n
+    });
 }
 
 fn pttl(con: &mut Client, key: &str) -> i64 {
@@ -116,6 +127,8 @@ fn assert_id_absent(con: &mut Client, id: &SessionId) {
         let values: Vec<Vec<u8>> = match kind.as_str() {
             "string" => raw_get(con, &key).into_iter().collect(),
             "list" => con.lrange(&key, 0, -1).expect("LRANGE"),
+            "zset" => con.zrange(&key, 0, -1).expect("ZRANGE"),
+            "set" => con.smembers(&key).expect("SMEMBERS"),
             other => panic!("unexpected key type {other} for {key}"),
         };
         for v in values {
@@ -210,7 +223,7 @@ fn load_reads_without_locking_or_waiting(server: &dyn Deployment) {
     assert!(started.elapsed() < PROMPT, "load waited for the lock");
     // The reader neither queued nor disturbed the holder.
     let mut con = server.client();
-    assert_eq!(llen(&mut con, &holder.keys(&id).queue()), 0);
+    assert_eq!(registered(&mut con, &holder.keys(&id)), 0);
     holder.commit(lease, b"v2".to_vec(), TTL).unwrap();
     assert_eq!(stored(&mut reader, &id).payload, b"v2");
 }
@@ -242,14 +255,11 @@ fn every_lock_has_a_ttl(server: &dyn Deployment) {
             (store, lease) // still held
         })
     };
-    wait_until("waiter queued", Duration::from_secs(5), || {
-        llen(&mut con, &keys.queue()) == 1
-    });
+    await_queued(server, &mut con, &keys, 1);
+    // A registration lasts one nap (at most the claim window) plus a grace
+    // of timeout_ms: a waiter that died stops counting that soon.
     let queue_ttl = pttl(&mut con, &keys.queue());
-    assert!(
-        queue_ttl > 0 && queue_ttl <= 5000 + 5000,
-        "queue PTTL {queue_ttl}"
-    );
+    assert!(queue_ttl > 0 && queue_ttl <= 400 + 200, "queue PTTL {queue_ttl}");
     holder.release(lease).unwrap();
     let (mut store, lease) = waiter.join().unwrap();
     let ttl = pttl(&mut con, &keys.lock());
@@ -266,8 +276,10 @@ fn abandoned_lock_is_taken_over_when_its_ttl_lapses(server: &dyn Deployment) {
     let id = sid("abandoned");
     let mut crashed = store(server, query);
     let (lease, _, _) = lock(&mut crashed, &id);
-    // A request that dies never releases: its lease is simply gone.
-    drop(lease);
+    // A process that dies never releases and stops renewing: its lease
+    // simply runs out. (Dropping the store stops its renewals.)
+    std::mem::forget(lease);
+    drop(crashed);
 
     let mut next = store(server, query);
     let (lease, _, waited) = lock(&mut next, &id);
@@ -291,9 +303,7 @@ fn second_locker_waits_and_is_woken_by_release(server: &dyn Deployment) {
 
     let waiter = Waiter::spawn(store(server, ""), &id, b"+waiter");
     let mut con = server.client();
-    wait_until("waiter queued", Duration::from_secs(5), || {
-        llen(&mut con, &keys.queue()) == 1
-    });
+    await_queued(server, &mut con, &keys, 1);
     // Lock, queue and the waiter's token: the ID is in none of them.
     assert_id_absent(&mut con, &id);
 
@@ -332,9 +342,7 @@ fn every_ending_step_wakes_the_next_waiter(server: &dyn Deployment) {
         let (lease, _, _) = lock(&mut holder, &id);
 
         let waiter = Waiter::spawn(store(server, ""), &id, b"+waiter");
-        wait_until("waiter queued", Duration::from_secs(5), || {
-            llen(&mut con, &keys.queue()) == 1
-        });
+        await_queued(server, &mut con, &keys, 1);
         step(&mut holder, lease, &id).unwrap_or_else(|e| panic!("{name}: {e}"));
         let released_at = Instant::now();
         let seen = waiter.join();
@@ -356,9 +364,7 @@ fn waiters_are_served_in_arrival_order(server: &dyn Deployment) {
     let mut waiters = Vec::new();
     for (i, mark) in MARKS.into_iter().enumerate() {
         waiters.push(Waiter::spawn(store(server, ""), &id, mark));
-        wait_until("waiter queued", Duration::from_secs(5), || {
-            llen(&mut con, &keys.queue()) == i + 1
-        });
+        await_queued(server, &mut con, &keys, i + 1);
     }
     holder.commit(lease, b"0".to_vec(), TTL).unwrap();
     let seen: Vec<Seen> = waiters.into_iter().map(Waiter::join).collect();
@@ -438,7 +444,7 @@ fn lock_wait_timeout_fails_with_lock_timeout(server: &dyn Deployment) {
         other => panic!("expected LockTimeout, got {other:?}"),
     }
     // The quitter left the queue: nothing is handed to a request that is gone.
-    assert_eq!(llen(&mut con, &keys.queue()), 0);
+    assert_eq!(registered(&mut con, &keys), 0);
 
     // lock_wait_ms=0 gives up at once.
     let mut no_wait = store(server, "lock_wait_ms=0");
@@ -475,7 +481,7 @@ fn lock_wait_timeout_in_readonly_mode_returns_current_data(server: &dyn Deployme
     }
     let mut con = server.client();
     assert_eq!(
-        llen(&mut con, &keys.queue()),
+        registered(&mut con, &keys),
         0,
         "read-only opener left the queue"
     );
@@ -486,37 +492,72 @@ fn lock_wait_timeout_in_readonly_mode_returns_current_data(server: &dyn Deployme
 
 // ---------------------------------------------------------------- fencing
 
-fn lost_lock_write_is_refused(server: &dyn Deployment) {
-    let id = sid("fenced");
+fn lapsed_lease_write_lands_when_nobody_changed_the_session(server: &dyn Deployment) {
+    // Before: a request whose lease ran out lost its write even when no
+    // other request had touched the session.
+    let id = sid("lapsed-unchanged");
+    let mut a = store(server, "");
+    let keys = a.keys(&id);
+    let mut con = server.client();
+    // A new session too: "nothing stored" is a revision of its own.
+    let (lease, _, _) = lock(&mut a, &id);
+    let _: () = con.del(keys.lock()).unwrap();
+    assert_eq!(
+        a.commit(lease, b"v1".to_vec(), TTL).unwrap(),
+        Committed::AfterLapse
+    );
+    assert_eq!(stored(&mut a, &id).payload, b"v1");
+
+    let (lease, _, _) = lock(&mut a, &id);
+    let _: () = con.del(keys.lock()).unwrap();
+    assert_eq!(
+        a.commit(lease, b"v2".to_vec(), TTL).unwrap(),
+        Committed::AfterLapse
+    );
+    let env = stored(&mut a, &id);
+    assert_eq!((env.payload.as_slice(), env.revision), (&b"v2"[..], 2));
+
+    // Ending steps that do not write never fail for a lapsed lease.
+    for name in ["touch", "release"] {
+        let (lease, _, _) = lock(&mut a, &id);
+        let _: () = con.del(keys.lock()).unwrap();
+        let ended = if name == "touch" {
+            a.touch(lease, TTL)
+        } else {
+            a.release(lease)
+        };
+        ended.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(stored(&mut a, &id).payload, b"v2", "{name} changed data");
+    }
+    assert_eq!(all_keys(&mut con), vec![keys.data()], "leftover keys");
+}
+
+fn lapsed_lease_write_is_refused_when_the_session_changed(server: &dyn Deployment) {
+    let id = sid("lapsed-changed");
     let mut a = store(server, "");
     let keys = a.keys(&id);
     let mut con = server.client();
     let (lease, _, _) = lock(&mut a, &id);
     a.commit(lease, b"v1".to_vec(), TTL).unwrap();
 
-    // Expired: the lock vanished (as on expiry) and nobody took it.
-    for (name, end) in [("commit", 0), ("touch", 1), ("release", 2)] {
-        let (lease, _, _) = lock(&mut a, &id);
-        let _: () = con.del(keys.lock()).unwrap();
-        let result = match end {
-            0 => a.commit(lease, b"v2".to_vec(), TTL),
-            1 => a.touch(lease, TTL),
-            _ => a.release(lease),
-        };
-        match result {
-            Err(Error::LockLost {
-                session,
-                reason: LostReason::Expired,
-            }) => assert_eq!(session, keys.tag()),
-            other => panic!("{name}: expected LockLost(Expired), got {other:?}"),
-        }
-        assert_eq!(stored(&mut a, &id).payload, b"v1", "{name} changed data");
-    }
-
-    // Taken: the lock vanished and another request now holds it.
+    // Changed: the lease lapsed, another request wrote, and left.
     let (stale, _, _) = lock(&mut a, &id);
     let _: () = con.del(keys.lock()).unwrap();
     let mut b = store(server, "lock_wait_ms=0");
+    let (fresh, _, _) = lock(&mut b, &id);
+    b.commit(fresh, b"v2-from-b".to_vec(), TTL).unwrap();
+    match a.commit(stale, b"stale".to_vec(), TTL) {
+        Err(Error::LockLost {
+            session,
+            reason: LostReason::Changed,
+        }) => assert_eq!(session, keys.tag()),
+        other => panic!("expected LockLost(Changed), got {other:?}"),
+    }
+    assert_eq!(stored(&mut a, &id).payload, b"v2-from-b");
+
+    // Taken: the lease lapsed and another request holds the lock now.
+    let (stale, _, _) = lock(&mut a, &id);
+    let _: () = con.del(keys.lock()).unwrap();
     let (fresh, _, _) = lock(&mut b, &id);
     match a.commit(stale, b"stale".to_vec(), TTL) {
         Err(Error::LockLost {
@@ -525,33 +566,102 @@ fn lost_lock_write_is_refused(server: &dyn Deployment) {
         }) => {}
         other => panic!("expected LockLost(Taken), got {other:?}"),
     }
-    assert_eq!(stored(&mut a, &id).payload, b"v1");
     // The new holder's lock survived the refused write.
     b.commit(fresh, b"v3".to_vec(), TTL).unwrap();
     assert_eq!(stored(&mut a, &id).payload, b"v3");
 }
 
-fn write_after_real_lock_expiry_is_refused(server: &dyn Deployment) {
-    let id = sid("expiry");
-    let mut a = store(server, "lock_ttl_ms=100");
+fn request_longer_than_the_lease_keeps_its_lock(server: &dyn Deployment) {
+    // Before: a request that outlived lock_ttl_ms lost its lock and its
+    // write, with no contention at all. The lease is renewed now.
+    let query = "lock_ttl_ms=300";
+    let id = sid("long-request");
+    let mut a = store(server, query);
     let keys = a.keys(&id);
-    let (lease, _, _) = lock(&mut a, &id);
-    a.commit(lease, b"v1".to_vec(), TTL).unwrap();
-
-    let (lease, _, _) = lock(&mut a, &id);
     let mut con = server.client();
-    // Outliving lock_ttl_ms is the condition under test: wait for Redis to expire it.
-    wait_until("lock expiry", Duration::from_secs(5), || {
+    let (lease, _, _) = lock(&mut a, &id);
+    assert_eq!(a.background(), (1, 0), "renewed in the background");
+    // Three leases long: the condition under test is the passing time.
+    thread::sleep(Duration::from_millis(900));
+    let left = pttl(&mut con, &keys.lock());
+    assert!(left > 0 && left <= 300, "lock PTTL {left}");
+    let mut other = store(server, "lock_wait_ms=0");
+    assert!(matches!(
+        other.lock(&id, OpenMode::CreateIfMissing),
+        Err(Error::LockTimeout { .. })
+    ));
+    assert_eq!(
+        a.commit(lease, b"late but ours".to_vec(), TTL).unwrap(),
+        Committed::UnderLock
+    );
+    assert_eq!(a.background(), (0, 0), "renewals stop with the lease");
+    assert_eq!(stored(&mut a, &id).payload, b"late but ours");
+}
+
+fn dropped_lease_is_released_in_the_background(server: &dyn Deployment) {
+    // A lease dropped without commit or release (an error path, a panic)
+    // used to keep its session locked for the whole lease.
+    let id = sid("dropped-lease");
+    let mut a = store(server, "lock_ttl_ms=30000");
+    let keys = a.keys(&id);
+    let mut con = server.client();
+    let (lease, _, _) = lock(&mut a, &id);
+    drop(lease);
+    wait_until("lock released", Duration::from_secs(5), || {
         !con.exists::<_, bool>(keys.lock()).unwrap()
     });
-    assert!(matches!(
-        a.commit(lease, b"late".to_vec(), TTL),
-        Err(Error::LockLost {
-            reason: LostReason::Expired,
-            ..
+    let mut b = store(server, "");
+    let (lease, _, waited) = lock(&mut b, &id);
+    assert!(waited < PROMPT, "{waited:?}");
+    b.release(lease).unwrap();
+}
+
+// ---------------------------------------------------------------- new sessions
+
+fn new_session_is_locked_until_its_first_write(server: &dyn Deployment) {
+    // Before: a new session took no lock, so a second request that arrived
+    // with its cookie (sent early by flush() or a redirect) found nothing and
+    // started a second session.
+    let id = sid("new-session");
+    let mut a = store(server, "");
+    let (lease, loaded, _) = locked(a.lock(&id, OpenMode::New).unwrap());
+    assert_eq!(loaded, Loaded::Empty);
+    assert!(!lease.was_stored());
+    let early = {
+        let mut b = store(server, "");
+        let id = id.clone();
+        thread::spawn(move || {
+            let (lease, loaded, _) = locked(b.lock(&id, OpenMode::RequireExisting).unwrap());
+            b.release(lease).unwrap();
+            loaded
         })
+    };
+    let mut con = server.client();
+    await_queued(server, &mut con, &a.keys(&id), 1);
+    a.commit(lease, b"csrf|s:4:\"t0k3\";".to_vec(), TTL).unwrap();
+    assert_eq!(early.join().unwrap().payload(), b"csrf|s:4:\"t0k3\";");
+}
+
+fn new_id_that_exists_is_refused(server: &dyn Deployment) {
+    let id = sid("new-collision");
+    let mut a = store(server, "");
+    let keys = a.keys(&id);
+    a.create(&id, b"someone's".to_vec(), TTL).unwrap();
+    match a.lock(&id, OpenMode::New) {
+        Err(Error::Collision { session }) => assert_eq!(session, keys.tag()),
+        other => panic!("expected Collision, got {other:?}"),
+    }
+    let mut con = server.client();
+    assert!(!con.exists::<_, bool>(keys.lock()).unwrap(), "lock left");
+    // Locked by someone else: not new either.
+    let (lease, _, _) = lock(&mut a, &id);
+    let mut b = store(server, "");
+    assert!(matches!(
+        b.lock(&id, OpenMode::New),
+        Err(Error::Collision { .. })
     ));
-    assert_eq!(stored(&mut a, &id).payload, b"v1");
+    a.release(lease).unwrap();
+    assert_eq!(stored(&mut a, &id).payload, b"someone's");
 }
 
 // ---------------------------------------------------------------- strict mode
@@ -587,13 +697,9 @@ fn strict_waiter_on_a_destroyed_session_passes_the_lock_on(server: &dyn Deployme
         let id = id.clone();
         thread::spawn(move || store.lock(&id, OpenMode::RequireExisting).unwrap())
     };
-    wait_until("strict waiter queued", Duration::from_secs(5), || {
-        llen(&mut con, &keys.queue()) == 1
-    });
+    await_queued(server, &mut con, &keys, 1);
     let lenient = Waiter::spawn(store(server, ""), &id, b"fresh");
-    wait_until("lenient waiter queued", Duration::from_secs(5), || {
-        llen(&mut con, &keys.queue()) == 2
-    });
+    await_queued(server, &mut con, &keys, 2);
 
     holder.destroy(&id, Some(lease)).unwrap();
     let released_at = Instant::now();
@@ -628,9 +734,7 @@ fn destroy_deletes_and_hands_off(server: &dyn Deployment) {
     holder.create(&id, b"y".to_vec(), TTL).unwrap();
     let (lease, _, _) = lock(&mut holder, &id);
     let waiter = Waiter::spawn(store(server, ""), &id, b"new");
-    wait_until("waiter queued", Duration::from_secs(5), || {
-        llen(&mut con, &keys.queue()) == 1
-    });
+    await_queued(server, &mut con, &keys, 1);
     holder.destroy(&id, Some(lease)).unwrap();
     let released_at = Instant::now();
     let seen = waiter.join();
@@ -962,41 +1066,62 @@ fn password_authenticates_and_never_shows_sentinel() {
     password_authenticates_and_never_shows(&SentinelSet::start_with(Some(PASSWORD)));
 }
 
-// ---------------------------------------------------------------- known driver bugs
-//
-// These assert the documented behaviour and fail today; run them with
-// `cargo test -p stickless --test blocking -- --ignored`.
+// ---------------------------------------------------------------- dead waiters, hung servers
 
-fn dead_waiter_delays_the_queue_only_for_the_claim_window(server: &dyn Deployment) {
-    // claim window = min(2 * timeout_ms, lock_ttl_ms) = 600 ms; far below
-    // the 5 s lock wait, and a reply budget a loaded machine can keep.
-    let query = "timeout_ms=300&lock_wait_ms=5000";
-    let id = sid("dead-waiter");
-    let mut holder = store(server, query);
+fn dead_waiters_cost_later_requests_no_wait(server: &dyn Deployment) {
+    // Before: a waiter killed while queued stayed in the queue, and every
+    // later hand-off went to it first and burnt a 2 s claim window, even
+    // for sequential requests.
+    let id = sid("dead-waiters");
+    let mut holder = store(server, "");
     let keys = holder.keys(&id);
     let (lease, _, _) = lock(&mut holder, &id);
     let mut con = server.client();
-
-    // A worker killed while queued (SIGKILL, request_terminate_timeout)
-    // leaves its token in the queue and never claims a hand-off.
-    let _: () = con
-        .rpush(keys.queue(), "deadbeefdeadbeefdeadbeefdeadbeef")
-        .unwrap();
-
-    let live = Waiter::spawn(store(server, query), &id, b"live");
-    wait_until("live waiter queued", Duration::from_secs(5), || {
-        llen(&mut con, &keys.queue()) == 2
-    });
+    // Three registrations that still look alive, but whose processes are
+    // gone: nobody is blocked on the wake list for them.
+    for dead in ["dead1", "dead2", "dead3"] {
+        let token = format!("{dead:0>32}");
+        let _: () = con.zadd(keys.queue(), token, f64::MAX).unwrap();
+    }
     holder.release(lease).unwrap();
-    let released_at = Instant::now();
-    let seen = live.join();
-    // The lock goes to the dead token for the 600 ms claim window; the live
-    // waiter should get it right after, not at its 5 s lock_wait deadline.
-    let wake = seen.acquired_at.saturating_duration_since(released_at);
-    assert!(
-        wake < Duration::from_millis(600) + PROMPT,
-        "live waiter got the lock {wake:?} after release"
-    );
+    for round in 0..5 {
+        let mut next = store(server, "");
+        let started = Instant::now();
+        let (lease, _, waited) = lock(&mut next, &id);
+        assert!(waited < PROMPT, "round {round}: waited {waited:?}");
+        next.release(lease).unwrap();
+        assert!(started.elapsed() < PROMPT, "round {round}");
+    }
+}
+
+fn dead_registrations_stop_counting_against_max_waiters(server: &dyn Deployment) {
+    // Before: 32 dead tokens made every new request fail at once with
+    // "too many waiters", for as long as the queue key lived.
+    let id = sid("dead-crowd");
+    let mut holder = store(server, "max_waiters=2");
+    let keys = holder.keys(&id);
+    let (lease, _, _) = lock(&mut holder, &id);
+    let mut con = server.client();
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut con).unwrap();
+    let soon = (secs * 1000 + micros / 1000 + 200) as f64;
+    for dead in ["dead1", "dead2"] {
+        let _: () = con.zadd(keys.queue(), format!("{dead:0>32}"), soon).unwrap();
+    }
+    let mut crowded = store(server, "max_waiters=2");
+    assert!(matches!(
+        crowded.lock(&id, OpenMode::CreateIfMissing),
+        Err(Error::TooManyWaiters { .. })
+    ));
+    // Once their time is up they no longer count: this one waits its turn.
+    wait_until("dead registrations expire", Duration::from_secs(5), || {
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut con).unwrap();
+        (secs * 1000 + micros / 1000) as f64 > soon
+    });
+    let waiter = Waiter::spawn(store(server, "max_waiters=2"), &id, b"!");
+    await_queued(server, &mut con, &keys, 1);
+    holder.commit(lease, b"0".to_vec(), TTL).unwrap();
+    waiter.join();
+    assert_eq!(stored(&mut holder, &id).payload, b"0!");
 }
 
 fn request_that_timed_out_on_a_hung_server_leaves_no_lock_behind(server: &dyn Deployment) {
@@ -1016,7 +1141,7 @@ fn request_that_timed_out_on_a_hung_server_leaves_no_lock_behind(server: &dyn De
     server.cont_owner(&node);
 
     // The request gave up, so nobody owns a lock on this session; the same
-    // worker's next request must not wait for one (lock_ttl_ms is 30 s).
+    // worker's next request must not wait for one (lock_ttl_ms is 3 s).
     let (lease, _, waited) = lock(&mut store, &id);
     assert!(waited < PROMPT, "waited {waited:?} for an orphaned lock");
     store.release(lease).unwrap();
@@ -1034,9 +1159,7 @@ fn waiters_beyond_max_waiters_are_refused_at_once(server: &dyn Deployment) {
     let mut waiters = Vec::new();
     for (i, mark) in [&b"1"[..], b"2"].into_iter().enumerate() {
         waiters.push(Waiter::spawn(store(server, "max_waiters=2"), &id, mark));
-        wait_until("waiter queued", Duration::from_secs(5), || {
-            llen(&mut con, &keys.queue()) == i + 1
-        });
+        await_queued(server, &mut con, &keys, i + 1);
     }
     let mut third = store(server, "max_waiters=2&lock_wait_ms=5000");
     let started = Instant::now();
@@ -1048,11 +1171,7 @@ fn waiters_beyond_max_waiters_are_refused_at_once(server: &dyn Deployment) {
         other => panic!("expected TooManyWaiters, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(2), "it waited");
-    assert_eq!(
-        llen(&mut con, &keys.queue()),
-        2,
-        "the refused request queued"
-    );
+    assert_eq!(registered(&mut con, &keys), 2, "the refused request queued");
 
     holder.commit(lease, b"0".to_vec(), TTL).unwrap();
     for waiter in waiters {
@@ -1106,8 +1225,12 @@ on_every_topology!(
     concurrent_increments_lose_nothing,
     lock_wait_timeout_fails_with_lock_timeout,
     lock_wait_timeout_in_readonly_mode_returns_current_data,
-    lost_lock_write_is_refused,
-    write_after_real_lock_expiry_is_refused,
+    lapsed_lease_write_lands_when_nobody_changed_the_session,
+    lapsed_lease_write_is_refused_when_the_session_changed,
+    request_longer_than_the_lease_keeps_its_lock,
+    dropped_lease_is_released_in_the_background,
+    new_session_is_locked_until_its_first_write,
+    new_id_that_exists_is_refused,
     require_existing_takes_no_lock_on_missing_session,
     strict_waiter_on_a_destroyed_session_passes_the_lock_on,
     destroy_deletes_and_hands_off,
@@ -1117,7 +1240,8 @@ on_every_topology!(
     corrupt_value_is_reported_not_overwritten,
     hung_server_costs_at_most_the_budget,
     dropped_connection_is_replaced_on_the_next_call,
-    dead_waiter_delays_the_queue_only_for_the_claim_window,
+    dead_waiters_cost_later_requests_no_wait,
+    dead_registrations_stop_counting_against_max_waiters,
     request_that_timed_out_on_a_hung_server_leaves_no_lock_behind,
     waiters_beyond_max_waiters_are_refused_at_once,
 );

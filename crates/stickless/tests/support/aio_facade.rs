@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use stickless::{Config, Error, Lease, Loaded, OpenMode, Opened, SessionId, SessionKeys, aio};
+use stickless::{
+    Committed, Config, Error, Lease, Loaded, OpenMode, Opened, SessionId, SessionKeys, aio,
+};
 
 pub struct Store {
     runtime: tokio::runtime::Runtime,
@@ -12,7 +14,11 @@ pub struct Store {
 
 impl Store {
     pub fn new(config: Config) -> Self {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // A worker of its own, so the store's keeper task renews leases and
+        // clears tokens while the test thread is busy elsewhere, as in a
+        // service.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .expect("tokio runtime");
@@ -38,7 +44,16 @@ impl Store {
         self.runtime.block_on(self.store.load(id))
     }
 
-    pub fn commit(&mut self, lease: Lease, payload: Vec<u8>, ttl: Duration) -> Result<(), Error> {
+    pub fn background(&self) -> (usize, usize) {
+        self.store.background()
+    }
+
+    pub fn commit(
+        &mut self,
+        lease: Lease,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Committed, Error> {
         self.runtime
             .block_on(self.store.commit(lease, payload, ttl))
     }

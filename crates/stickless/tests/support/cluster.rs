@@ -205,6 +205,11 @@ impl Deployment for RedisCluster {
         Client::Cluster(Box::new(con))
     }
 
+    fn blocked_clients(&self, key: &str) -> i64 {
+        let i = self.primary_index(stickless::cluster::slot(key));
+        super::blocked_clients(&mut self.nodes[i].client())
+    }
+
     fn stop_owner(&self, key: &str) {
         let i = self.primary_index(stickless::cluster::slot(key));
         self.nodes[i].stop();

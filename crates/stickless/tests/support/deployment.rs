@@ -19,6 +19,8 @@ pub trait Deployment {
     /// Closes every client connection on every primary (as an idle
     /// timeout or a restart would); returns how many were closed.
     fn kill_clients(&self) -> i64;
+    /// Clients blocked in a command (BLPOP) on the primary serving `key`.
+    fn blocked_clients(&self, key: &str) -> i64;
     /// A short name for messages.
     fn name(&self) -> &'static str;
 }

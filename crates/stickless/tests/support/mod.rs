@@ -357,12 +357,25 @@ impl deployment::Deployment for RedisServer {
         kill_clients(&mut RedisServer::client(self))
     }
 
+    fn blocked_clients(&self, _key: &str) -> i64 {
+        blocked_clients(&mut RedisServer::client(self))
+    }
+
     fn name(&self) -> &'static str {
         "standalone"
     }
 }
 
 /// `CLIENT KILL` of every normal client but the caller's own.
+/// `blocked_clients` from `INFO clients`.
+pub fn blocked_clients(con: &mut redis::Connection) -> i64 {
+    let info: String = redis::cmd("INFO").arg("clients").query(con).expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO clients reports blocked_clients")
+}
+
 pub fn kill_clients(con: &mut redis::Connection) -> i64 {
     redis::cmd("CLIENT")
         .arg("KILL")

@@ -191,6 +191,10 @@ impl Deployment for SentinelSet {
         Client::Single(self.servers[self.primary_index()].client())
     }
 
+    fn blocked_clients(&self, _key: &str) -> i64 {
+        super::blocked_clients(&mut self.servers[self.primary_index()].client())
+    }
+
     fn stop_owner(&self, _key: &str) {
         self.servers[self.primary_index()].stop();
     }
