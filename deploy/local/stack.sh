@@ -61,6 +61,10 @@
 #                      memcached: 127.0.0.1:{memcached_port};
 #                      files: $STACK_DIR/sessions/{pod} (created; for the files
 #                      handler the directory part, after any "N;" or "N;MODE;", is created)]
+#   POD_SESSION_INI    admin | none: set session.save_handler and save_path
+#                      with php_admin_value in every pool, or leave them to
+#                      php.ini and the application (see field/object.php); the
+#                      save path is in the pods' $STICKLESS_URL either way [admin]
 #   PHP_DEFINES        extra "-d key=value" ini settings for the pods, space-separated
 #                      key=value words (e.g. "opcache.enable=0 session.gc_probability=0",
 #                      "redis.session.locking_enabled=1", "memcached.sess_locking=0")
@@ -91,7 +95,9 @@
 #
 # Endpoints (deploy/local/www): / (demo page), hello.php (no session),
 # healthz.php (readiness), login.php and cart.php (a user and a cart the gateway
-# shares), bench/{counter,read,big,slow}.php (see their headers); every pod
+# shares), bench/{counter,read,big,slow}.php and field/*.php (what production
+# sites do to a session: early cookies, long requests, handler objects; see
+# their headers); every pod
 # answers with an "X-Pod: <pod>" header. /api/ (me, cart, healthz) is the
 # gateway, "X-Pod: axum-gateway"; 503 JSON when it is not running.
 set -euo pipefail
@@ -460,11 +466,22 @@ env[POD_NAME] = $pod
 catch_workers_output = yes
 decorate_workers_output = no
 access.log = $dir/access.log
-php_admin_value[session.save_handler] = $(ini_quote "$SESSION_HANDLER")
-php_admin_value[session.save_path] = $(ini_quote "$(pod_save_path "$pod")")
+env[STICKLESS_URL] = $(ini_quote "$(pod_save_path "$pod")")
+$(pod_session_lines "$pod")
 php_admin_flag[log_errors] = on
 php_admin_value[error_log] = $dir/php-error.log
 EOF
+}
+
+# pod_session_lines POD -> the pool's session handler settings. With
+# POD_SESSION_INI=none there are none: php.ini's default handler stays, and
+# the application picks its own (session_set_save_handler() with a
+# Stickless\SessionHandler object built from $STICKLESS_URL), which a
+# php_admin_value[session.save_handler] would silently override.
+pod_session_lines() {
+  [[ "$POD_SESSION_INI" == none ]] && return 0
+  printf 'php_admin_value[session.save_handler] = %s\n' "$(ini_quote "$SESSION_HANDLER")"
+  printf 'php_admin_value[session.save_path] = %s\n' "$(ini_quote "$(pod_save_path "$1")")"
 }
 
 # pod_save_path POD -> session.save_path for POD: the ports substituted at
@@ -900,6 +917,8 @@ cmd_up() {
     memcached) PHP_EXTENSION=${PHP_EXTENSION-igbinary msgpack memcached} ;;
     *) PHP_EXTENSION=${PHP_EXTENSION-} ;;
   esac
+  POD_SESSION_INI=${POD_SESSION_INI:-admin}
+  [[ "$POD_SESSION_INI" == admin || "$POD_SESSION_INI" == none ]] || die "POD_SESSION_INI must be admin or none"
   PHP_NO_INI=${PHP_NO_INI:-0}
   PHP_BASE_ARGS=()
   case "$PHP_NO_INI" in

@@ -29,7 +29,7 @@ string|false
 int|false
 stickless.prefix=stickless:
 stickless.lock_wait_ms=5000
-stickless.lock_ttl_ms=30000
+stickless.lock_ttl_ms=3000
 stickless.on_lock_timeout=fail
 stickless.connect_timeout_ms=500
 stickless.timeout_ms=1000
