@@ -479,7 +479,7 @@ EOF
 # Stickless\SessionHandler object built from $STICKLESS_URL), which a
 # php_admin_value[session.save_handler] would silently override.
 pod_session_lines() {
-  [[ "$POD_SESSION_INI" == none ]] && return 0
+  [[ "${POD_SESSION_INI:-admin}" == none ]] && return 0
   printf 'php_admin_value[session.save_handler] = %s\n' "$(ini_quote "$SESSION_HANDLER")"
   printf 'php_admin_value[session.save_path] = %s\n' "$(ini_quote "$(pod_save_path "$1")")"
 }
@@ -798,7 +798,10 @@ all_pods_answer() {
   [[ -n "$pod" ]] || return 1
   handler=$(json_field handler "$body")
   session=$(json_field session "$body")
-  if [[ "$code" != 200 || "$handler" != "$SESSION_HANDLER" || "$session" != ok ]]; then
+  # POD_SESSION_INI=none leaves the handler to php.ini and the application.
+  local expected=$SESSION_HANDLER
+  [[ "${POD_SESSION_INI:-admin}" == none ]] && expected=$handler
+  if [[ "$code" != 200 || "$handler" != "$expected" || "$session" != ok ]]; then
     log "$pod is unhealthy (HTTP $code): $body"
     log "expected session.save_handler '$SESSION_HANDLER' to work; see $STACK_DIR/pods/$pod/"
     return 2

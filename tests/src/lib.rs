@@ -11,7 +11,7 @@ mod redis_support;
 pub use redis_support::cluster::RedisCluster;
 pub use redis_support::deployment::{Client, Deployment};
 pub use redis_support::sentinel::SentinelSet;
-pub use redis_support::{RedisServer, free_port};
+pub use redis_support::{RedisServer, blocked_clients, free_port};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -156,6 +156,33 @@ impl Stack {
         );
         let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         Self { dir, url }
+    }
+
+    /// A value from the stack's state file (`REDIS_PORT`, `POD_LIST`, ...).
+    pub fn state(&self, name: &str) -> String {
+        let env = std::fs::read_to_string(self.dir.path().join("stack.env"))
+            .expect("stack.sh up wrote stack.env");
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(|v| v.trim_matches('\'').to_owned())
+            .unwrap_or_else(|| panic!("{name} not in stack.env"))
+    }
+
+    /// The port of the stack's redis-server.
+    pub fn redis_port(&self) -> u16 {
+        self.state("REDIS_PORT").parse().expect("a port")
+    }
+
+    /// What every pod's PHP logged (warnings included) so far.
+    pub fn php_errors(&self) -> String {
+        let pods = self.dir.path().join("pods");
+        let mut out = String::new();
+        for pod in std::fs::read_dir(&pods).into_iter().flatten().flatten() {
+            if let Ok(log) = std::fs::read_to_string(pod.path().join("php-error.log")) {
+                out.push_str(&log);
+            }
+        }
+        out
     }
 
     /// The loopback port nginx listens on.
