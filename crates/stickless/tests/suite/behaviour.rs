@@ -91,10 +91,14 @@ fn registered(con: &mut Client, keys: &SessionKeys) -> usize {
 /// Waits until `n` waiters are registered and blocked for a hand-off (so
 /// the next one to arrive is served after them).
 fn await_queued(server: &dyn Deployment, con: &mut Client, keys: &SessionKeys, n: usize) {
-    wait_until(&format!("{n} waiters queued"), Duration::from_secs(5), || {
-        registered(con, keys) == n
-            && usize::try_from(server.blocked_clients(&keys.data())).unwrap_or(0) >= n
-    });
+    wait_until(
+        &format!("{n} waiters queued"),
+        Duration::from_secs(5),
+        || {
+            registered(con, keys) == n
+                && usize::try_from(server.blocked_clients(&keys.data())).unwrap_or(0) >= n
+        },
+    );
 }
 
 fn pttl(con: &mut Client, key: &str) -> i64 {
@@ -259,7 +263,10 @@ fn every_lock_has_a_ttl(server: &dyn Deployment) {
     // A registration lasts one nap (at most the claim window) plus a grace
     // of timeout_ms: a waiter that died stops counting that soon.
     let queue_ttl = pttl(&mut con, &keys.queue());
-    assert!(queue_ttl > 0 && queue_ttl <= 400 + 200, "queue PTTL {queue_ttl}");
+    assert!(
+        queue_ttl > 0 && queue_ttl <= 400 + 200,
+        "queue PTTL {queue_ttl}"
+    );
     holder.release(lease).unwrap();
     let (mut store, lease) = waiter.join().unwrap();
     let ttl = pttl(&mut con, &keys.lock());
@@ -638,7 +645,8 @@ fn new_session_is_locked_until_its_first_write(server: &dyn Deployment) {
     };
     let mut con = server.client();
     await_queued(server, &mut con, &a.keys(&id), 1);
-    a.commit(lease, b"csrf|s:4:\"t0k3\";".to_vec(), TTL).unwrap();
+    a.commit(lease, b"csrf|s:4:\"t0k3\";".to_vec(), TTL)
+        .unwrap();
     assert_eq!(early.join().unwrap().payload(), b"csrf|s:4:\"t0k3\";");
 }
 
@@ -1105,7 +1113,9 @@ fn dead_registrations_stop_counting_against_max_waiters(server: &dyn Deployment)
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut con).unwrap();
     let soon = (secs * 1000 + micros / 1000 + 200) as f64;
     for dead in ["dead1", "dead2"] {
-        let _: () = con.zadd(keys.queue(), format!("{dead:0>32}"), soon).unwrap();
+        let _: () = con
+            .zadd(keys.queue(), format!("{dead:0>32}"), soon)
+            .unwrap();
     }
     let mut crowded = store(server, "max_waiters=2");
     assert!(matches!(
@@ -1145,6 +1155,40 @@ fn request_that_timed_out_on_a_hung_server_leaves_no_lock_behind(server: &dyn De
     let (lease, _, waited) = lock(&mut store, &id);
     assert!(waited < PROMPT, "waited {waited:?} for an orphaned lock");
     store.release(lease).unwrap();
+}
+
+fn orphaned_lock_is_cleared_in_the_background_once_its_node_answers(server: &dyn Deployment) {
+    // Before: a token left by a request that gave up on a hung node was only
+    // cleared by a later request to the same slot, which on a cluster
+    // practically never comes; meanwhile that user waited out the lease.
+    let query =
+        "connect_timeout_ms=200&timeout_ms=300&lock_wait_ms=1000&budget_ms=500&lock_ttl_ms=30000";
+    let mut store = store(server, query);
+    let warm = sid("warm-orphan");
+    let (lease, _, _) = lock(&mut store, &warm);
+    store.release(lease).unwrap();
+
+    let id = sid("orphan-background");
+    let keys = store.keys(&id);
+    server.stop_owner(&keys.data());
+    assert!(matches!(
+        store.lock(&id, OpenMode::CreateIfMissing),
+        Err(Error::Unavailable { .. })
+    ));
+    server.cont_owner(&keys.data());
+    // No request of this store touches the session again.
+    wait_until("the orphan is settled", Duration::from_secs(10), || {
+        store.background().1 == 0
+    });
+    let mut con = server.client();
+    assert!(
+        !con.exists::<_, bool>(keys.lock()).unwrap(),
+        "the lock the server took for the request that gave up is still there"
+    );
+    assert!(
+        con.exists::<_, bool>(keys.void()).unwrap(),
+        "the token was not voided"
+    );
 }
 
 // ---------------------------------------------------------------- waiter limit
@@ -1243,5 +1287,6 @@ on_every_topology!(
     dead_waiters_cost_later_requests_no_wait,
     dead_registrations_stop_counting_against_max_waiters,
     request_that_timed_out_on_a_hung_server_leaves_no_lock_behind,
+    orphaned_lock_is_cleared_in_the_background_once_its_node_answers,
     waiters_beyond_max_waiters_are_refused_at_once,
 );
