@@ -5,8 +5,10 @@
 //! [`Routing`] knows the topology's current view (the one server, the
 //! primary the sentinels named, the cluster's slot map); [`Attempts`] keeps
 //! one step's budget and decides, per failure, whether and when to try
-//! again. See docs/CONFIGURATION.md, "Failures and retries".
+//! again, and how long each part of an attempt may take. See
+//! docs/CONFIGURATION.md, "Failures and retries".
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
@@ -115,8 +117,39 @@ impl Routing {
 /// Which part of an attempt failed, for the message.
 #[derive(Clone, Copy)]
 pub(crate) enum Phase {
+    /// Looking up the node's host name.
+    Resolve,
     Connect,
     Reply,
+}
+
+/// Shortest timeout a socket accepts (zero means "none" to the OS).
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// How long one part of an attempt (a connect, a reply) may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limit {
+    pub time: Duration,
+    /// Cut short by what is left of `budget_ms`, not its own timeout: the
+    /// message then names the budget.
+    pub by_budget: bool,
+}
+
+/// The address of a host given as an IP literal: those need no lookup.
+pub(crate) fn ip_literal(host: &str) -> Option<IpAddr> {
+    host.parse().ok()
+}
+
+/// The connect timeout of one of `addresses_left` addresses of a name: its
+/// own timeout, but no more than an even share of what is left, so a first
+/// address that black-holes leaves time for the others.
+pub(crate) fn address_share(
+    connect_timeout: Duration,
+    left: Duration,
+    addresses_left: usize,
+) -> Duration {
+    let n = u32::try_from(addresses_left.max(1)).unwrap_or(u32::MAX);
+    connect_timeout.min(left / n)
 }
 
 /// Why an attempt failed, and where.
@@ -128,6 +161,9 @@ pub(crate) struct Failed {
     pub reused: bool,
     /// Nothing else could be tried: every candidate refused.
     pub exhausted: bool,
+    /// The part that failed had less than its own timeout: the budget was
+    /// nearly spent.
+    pub by_budget: bool,
 }
 
 impl Failed {
@@ -138,7 +174,24 @@ impl Failed {
             phase,
             reused,
             exhausted: false,
+            by_budget: false,
         }
+    }
+
+    /// What went wrong in a few words, for a list of the nodes tried.
+    pub fn brief(&self) -> String {
+        match self.phase {
+            _ if !self.err.is_timeout() => self.err.to_string(),
+            Phase::Resolve => "name lookup timed out".to_owned(),
+            Phase::Connect => "connect timed out".to_owned(),
+            Phase::Reply => "no reply in time".to_owned(),
+        }
+    }
+
+    /// Notes the limit the failed part ran under.
+    pub fn within(mut self, limit: Limit) -> Self {
+        self.by_budget = limit.by_budget;
+        self
     }
 
     /// Nothing to connect to: the topology could not be read.
@@ -149,6 +202,7 @@ impl Failed {
             phase: Phase::Connect,
             reused: false,
             exhausted,
+            by_budget: false,
         }
     }
 
@@ -219,6 +273,23 @@ impl Attempts {
 
     pub fn left(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// How long the next part of this attempt may take: `own` (its connect
+    /// or reply timeout), or what is left of the budget when that is less.
+    pub fn limit(&self, own: Duration) -> Limit {
+        let left = self.left();
+        if own <= left {
+            Limit {
+                time: own.max(MIN_TIMEOUT),
+                by_budget: false,
+            }
+        } else {
+            Limit {
+                time: left.max(MIN_TIMEOUT),
+                by_budget: true,
+            }
+        }
     }
 
     /// Learns from a failure (marks routes stale, notes redirections) and
@@ -327,15 +398,29 @@ impl Attempts {
     ) -> Error {
         let (connect_timeout, io_timeout, budget) = timeouts;
         let e = &failed.err;
+        let budget_ms = budget.as_millis();
         // The OS reports a socket timeout as EAGAIN ("Resource temporarily
-        // unavailable"); say what it means.
-        let mut cause = match failed.phase {
+        // unavailable"); say what it means, and which limit ran out.
+        let mut cause = match (failed.phase, failed.by_budget) {
             _ if !e.is_timeout() => e.to_string(),
-            Phase::Connect => format!(
+            (Phase::Resolve, _) => {
+                let host = match &failed.node {
+                    Some(Endpoint::Tcp(hp)) => hp.host.as_str(),
+                    _ => "the host",
+                };
+                format!("could not resolve `{host}` within budget_ms ({budget_ms} ms)")
+            }
+            (Phase::Connect, true) => {
+                format!("could not connect within budget_ms ({budget_ms} ms)")
+            }
+            (Phase::Connect, false) => format!(
                 "could not connect within connect_timeout_ms ({} ms)",
                 connect_timeout.as_millis()
             ),
-            Phase::Reply => format!(
+            (Phase::Reply, true) => format!(
+                "no reply within budget_ms ({budget_ms} ms); is the server hung or overloaded?"
+            ),
+            (Phase::Reply, false) => format!(
                 "no reply within timeout_ms ({} ms); is the server hung or overloaded?",
                 io_timeout.as_millis()
             ),
@@ -544,5 +629,115 @@ mod tests {
         let mut attempts = Attempts::new(Duration::ZERO, Duration::ZERO);
         let refused = failed(io_error(io::ErrorKind::ConnectionRefused), false);
         assert_eq!(next(&mut attempts, &mut routing, &refused), "give up");
+    }
+    #[test]
+    fn a_part_gets_its_own_timeout_or_what_is_left_of_the_budget() {
+        let attempts = Attempts::new(Duration::from_millis(1500), Duration::ZERO);
+        let own = attempts.limit(Duration::from_millis(1000));
+        assert_eq!(own.time, Duration::from_millis(1000));
+        assert!(!own.by_budget);
+        let cut = attempts.limit(Duration::from_secs(5));
+        assert!(cut.by_budget);
+        assert!(cut.time <= Duration::from_millis(1500));
+        // A spent budget still yields a timeout the OS accepts (not zero,
+        // which would mean "wait forever").
+        let spent = Attempts::new(Duration::ZERO, Duration::ZERO);
+        assert_eq!(spent.limit(Duration::from_secs(1)).time, MIN_TIMEOUT);
+    }
+
+    #[test]
+    fn each_address_gets_an_even_share_of_what_is_left() {
+        let ms = Duration::from_millis;
+        // Two addresses, 1500 ms left: neither may take more than 750.
+        assert_eq!(address_share(ms(1000), ms(1500), 2), ms(750));
+        // The connect timeout stays the cap when there is time enough.
+        assert_eq!(address_share(ms(500), ms(1500), 2), ms(500));
+        // The last address gets all that is left, up to its timeout.
+        assert_eq!(address_share(ms(1000), ms(600), 1), ms(600));
+        assert_eq!(address_share(ms(1000), ms(600), 0), ms(600));
+        assert_eq!(address_share(ms(1000), Duration::ZERO, 3), Duration::ZERO);
+    }
+
+    #[test]
+    fn only_host_names_are_looked_up() {
+        assert!(ip_literal("127.0.0.1").is_some());
+        assert!(ip_literal("::1").is_some());
+        assert!(ip_literal("redis.internal").is_none());
+        assert!(ip_literal("localhost").is_none());
+        // A zone index needs the resolver.
+        assert!(ip_literal("fe80::1%eth0").is_none());
+    }
+
+    fn message(failed: Failed, routing: &Routing) -> String {
+        let attempts = Attempts::new(Duration::from_secs(1), Duration::ZERO);
+        let timeouts = (
+            Duration::from_millis(500),
+            Duration::from_millis(1000),
+            Duration::from_millis(1500),
+        );
+        match attempts.unavailable(&failed, "redis://h:1/0", routing, timeouts) {
+            Error::Unavailable { cause, .. } => cause,
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn a_timeout_names_the_limit_that_ran_out() {
+        let node = Endpoint::Tcp(HostPort::new("redis.internal", 6379));
+        let timeout = || io_error(io::ErrorKind::TimedOut);
+        let routing = standalone();
+        let resolve = Failed::at(timeout(), &node, Phase::Resolve, false);
+        assert_eq!(
+            message(resolve, &routing),
+            "could not resolve `redis.internal` within budget_ms (1500 ms)"
+        );
+        let own = Limit {
+            time: Duration::from_millis(1000),
+            by_budget: false,
+        };
+        let cut = Limit {
+            time: Duration::from_millis(300),
+            by_budget: true,
+        };
+        let reply = Failed::at(timeout(), &node, Phase::Reply, true).within(own);
+        assert!(message(reply, &routing).starts_with("no reply within timeout_ms (1000 ms)"));
+        let reply = Failed::at(timeout(), &node, Phase::Reply, true).within(cut);
+        assert!(message(reply, &routing).starts_with("no reply within budget_ms (1500 ms)"));
+        let connect = Failed::at(timeout(), &node, Phase::Connect, false).within(cut);
+        assert_eq!(
+            message(connect, &routing),
+            "could not connect within budget_ms (1500 ms)"
+        );
+        // Anything but a timeout keeps its own words.
+        let refused = Failed::at(
+            io_error(io::ErrorKind::ConnectionRefused),
+            &node,
+            Phase::Connect,
+            false,
+        );
+        assert_eq!(message(refused, &routing), "test");
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_ends_a_standalone_step_and_is_retried_on_a_cluster() {
+        let node = Endpoint::Tcp(HostPort::new("redis.internal", 6379));
+        let unresolved = || {
+            Failed::at(
+                io_error(io::ErrorKind::TimedOut),
+                &node,
+                Phase::Resolve,
+                false,
+            )
+        };
+        let mut attempts = Attempts::new(Duration::from_secs(1), Duration::ZERO);
+        assert_eq!(
+            next(&mut attempts, &mut standalone(), &unresolved()),
+            "give up"
+        );
+        // A cluster may name another node for the slot by the next attempt.
+        assert_eq!(
+            next(&mut attempts, &mut cluster_routing(), &unresolved()),
+            "now"
+        );
     }
 }

@@ -6,18 +6,28 @@
 //! the sentinels and checks its role; Cluster routes by slot through a slot
 //! map read with `CLUSTER SLOTS`. The cluster client of `redis` is not used:
 //! see docs/ARCHITECTURE.md, "Topologies".
+//!
+//! Everything a step does stays within its budget: name lookups and
+//! connects run on helper threads waited on until the deadline (`dial`),
+//! and each exchange on a connection is ended by the `watchdog` when it
+//! outlives its limit.
+
+mod dial;
+mod watchdog;
 
 use std::collections::HashMap;
+use std::io;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use redis::{Connection, RedisResult, Value};
+use redis::{Connection, RedisError, RedisResult, Value};
 
 use crate::cluster::SlotMap;
 use crate::config::{Config, Endpoint, HostPort, Server, Topology};
 use crate::connect::{self, Role};
 use crate::error::Error;
-use crate::route::{Attempts, Failed, Next, Phase, Routing};
+use crate::route::{Attempts, Failed, Limit, Next, Phase, Routing};
+use dial::{Dialing, Plan};
 
 /// The value of a step, and whether it took more than one attempt (so the
 /// caller can tell "already applied" from "refused" where that matters).
@@ -28,8 +38,64 @@ pub(super) struct Ran<T> {
 
 struct Node {
     con: Connection,
+    /// Its socket, for the watchdog; `None` where it cannot be found.
+    socket: Option<watchdog::Socket>,
     /// Read/write timeout currently set on the socket.
     io_timeout: Option<Duration>,
+}
+
+/// What an exchange returned, and whether the watchdog had to end it (the
+/// connection is then shut and of no further use).
+struct Exchanged<T> {
+    result: RedisResult<T>,
+    shut: bool,
+}
+
+/// The watchdog fires this much after the socket timeout that should have
+/// ended the exchange first.
+const WATCHDOG_GRACE: Duration = Duration::from_millis(5);
+
+impl Node {
+    fn new(con: Connection) -> Self {
+        let socket = watchdog::identify(|read, write| {
+            con.set_read_timeout(Some(read)).map_err(io::Error::other)?;
+            con.set_write_timeout(Some(write)).map_err(io::Error::other)
+        });
+        Self {
+            con,
+            socket,
+            // Unknown (the watchdog's marks): the first exchange sets it.
+            io_timeout: None,
+        }
+    }
+
+    /// Runs `f` within `limit`: the socket timeouts bound each read and
+    /// write, the watchdog all of them together (a pipeline reads once per
+    /// command, and would otherwise wait `limit` for each).
+    fn exchange<T>(
+        &mut self,
+        limit: Limit,
+        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+    ) -> Exchanged<T> {
+        if let Err(e) = set_timeouts(self, Some(limit.time)) {
+            return Exchanged {
+                result: Err(e),
+                shut: false,
+            };
+        }
+        let armed = watchdog::arm(self.socket, Instant::now() + limit.time + WATCHDOG_GRACE);
+        let result = f(&mut self.con);
+        let shut = armed.disarm();
+        let result = match result {
+            // The end-of-file the shutdown caused is not what happened.
+            Err(_) if shut => Err(timed_out(format!(
+                "no reply within {} ms",
+                limit.time.as_millis()
+            ))),
+            other => other,
+        };
+        Exchanged { result, shut }
+    }
 }
 
 pub(super) struct Link {
@@ -39,6 +105,9 @@ pub(super) struct Link {
     budget: Duration,
     pid: u32,
     nodes: HashMap<Endpoint, Node>,
+    /// Connects that outlived their step, for the next step to wait on
+    /// instead of starting another.
+    dialing: HashMap<(Endpoint, Role), Dialing>,
     routing: Routing,
     round_trips: u64,
 }
@@ -53,6 +122,7 @@ impl Link {
             budget: s.budget,
             pid: std::process::id(),
             nodes: HashMap::new(),
+            dialing: HashMap::new(),
             routing: Routing::new(&config.server.topology),
             round_trips: 0,
         }
@@ -144,34 +214,26 @@ impl Link {
         };
         let reused = self.nodes.contains_key(&node);
         if !reused {
-            let con = self
-                .open(&node, Role::Data, attempts)
-                .map_err(|err| Failed::at(err, &node, Phase::Connect, false))?;
-            self.nodes.insert(
-                node.clone(),
-                Node {
-                    con,
-                    io_timeout: None,
-                },
-            );
+            let fresh = self.open(&node, Role::Data, attempts)?;
+            self.nodes.insert(node.clone(), fresh);
         }
-        let reply_budget = attempts.left().saturating_sub(wait).min(self.io_timeout);
+        let limit = attempts.limit(self.io_timeout + wait);
         let Some(entry) = self.nodes.get_mut(&node) else {
             unreachable!("inserted just above");
         };
-        let timeout = Some(reply_budget.max(Duration::from_millis(1)) + wait);
         self.round_trips += 1 + u64::from(is_asking);
-        let result = set_timeouts(entry, timeout).and_then(|()| {
+        let exchanged = entry.exchange(limit, |con| {
             if is_asking {
-                redis::cmd("ASKING").query::<()>(&mut entry.con)?;
+                redis::cmd("ASKING").query::<()>(con)?;
             }
-            step(&mut entry.con)
+            step(con)
         });
-        if !wait.is_zero() {
-            // The socket now holds the longer timeout; set it afresh next time.
-            entry.io_timeout = None;
+        if exchanged.shut {
+            self.nodes.remove(&node);
         }
-        result.map_err(|err| Failed::at(err, &node, Phase::Reply, reused))
+        exchanged
+            .result
+            .map_err(|err| Failed::at(err, &node, Phase::Reply, reused).within(limit))
     }
 
     /// The node serving `slot`, asking the sentinels or reading the slot
@@ -212,17 +274,22 @@ impl Link {
             let endpoint = Endpoint::Tcp(sentinel.clone());
             let answer = self
                 .open(&endpoint, Role::Sentinel, attempts)
-                .and_then(|mut con| {
+                .and_then(|mut node| {
                     self.round_trips += 1;
-                    redis::cmd("SENTINEL")
-                        .arg("GET-MASTER-ADDR-BY-NAME")
-                        .arg(service)
-                        .query::<Option<(String, u16)>>(&mut con)
+                    let limit = attempts.limit(self.io_timeout);
+                    node.exchange(limit, |con| {
+                        redis::cmd("SENTINEL")
+                            .arg("GET-MASTER-ADDR-BY-NAME")
+                            .arg(service)
+                            .query::<Option<(String, u16)>>(con)
+                    })
+                    .result
+                    .map_err(|e| Failed::at(e, &endpoint, Phase::Reply, false).within(limit))
                 });
             match answer {
                 Ok(Some((host, port))) => return Ok(HostPort::new(host, port)),
                 Ok(None) => why.push(format!("{sentinel}: does not monitor `{service}`")),
-                Err(e) => why.push(format!("{sentinel}: {e}")),
+                Err(failed) => why.push(format!("{sentinel}: {}", failed.brief())),
             }
             if attempts.left().is_zero() {
                 break;
@@ -253,9 +320,9 @@ impl Link {
                     Ok(map) => return Ok(map),
                     Err(e) => why.push(format!("{candidate}: {e}")),
                 },
-                Err(e) => {
+                Err(failed) => {
                     self.nodes.remove(&endpoint);
-                    why.push(format!("{candidate}: {e}"));
+                    why.push(format!("{candidate}: {}", failed.brief()));
                 }
             }
         }
@@ -265,27 +332,23 @@ impl Link {
         ))
     }
 
-    fn cluster_slots(&mut self, endpoint: &Endpoint, attempts: &Attempts) -> RedisResult<Value> {
+    fn cluster_slots(&mut self, endpoint: &Endpoint, attempts: &Attempts) -> Result<Value, Failed> {
         if !self.nodes.contains_key(endpoint) {
-            let con = self.open(endpoint, Role::Data, attempts)?;
-            self.nodes.insert(
-                endpoint.clone(),
-                Node {
-                    con,
-                    io_timeout: None,
-                },
-            );
+            let fresh = self.open(endpoint, Role::Data, attempts)?;
+            self.nodes.insert(endpoint.clone(), fresh);
         }
-        let io = attempts
-            .left()
-            .min(self.io_timeout)
-            .max(Duration::from_millis(1));
+        let limit = attempts.limit(self.io_timeout);
         let Some(node) = self.nodes.get_mut(endpoint) else {
             unreachable!("inserted just above");
         };
-        set_timeouts(node, Some(io))?;
         self.round_trips += 1;
-        redis::cmd("CLUSTER").arg("SLOTS").query(&mut node.con)
+        let exchanged = node.exchange(limit, |con| redis::cmd("CLUSTER").arg("SLOTS").query(con));
+        if exchanged.shut {
+            self.nodes.remove(endpoint);
+        }
+        exchanged
+            .result
+            .map_err(|e| Failed::at(e, endpoint, Phase::Reply, false).within(limit))
     }
 
     /// Opens a connection within what is left of the budget. A sentinel's
@@ -296,23 +359,115 @@ impl Link {
         endpoint: &Endpoint,
         role: Role,
         attempts: &Attempts,
-    ) -> RedisResult<Connection> {
-        let budget = attempts.left().max(Duration::from_millis(1));
-        let mut con = connect::open(
-            &self.server,
-            endpoint,
-            role,
-            self.connect_timeout.min(budget),
-            self.io_timeout.min(budget),
-        )?;
+    ) -> Result<Node, Failed> {
+        let con = self.dial(endpoint, role, attempts)?;
+        let mut node = Node::new(con);
         if role == Role::Data && self.routing.is_sentinel() {
             self.round_trips += 1;
-            let role: Vec<Value> = redis::cmd("ROLE").query(&mut con)?;
+            let limit = attempts.limit(self.io_timeout);
+            let exchanged = node.exchange(limit, |con| redis::cmd("ROLE").query::<Vec<Value>>(con));
+            let role = match exchanged {
+                Exchanged {
+                    result: Ok(role),
+                    shut: false,
+                } => role,
+                Exchanged { result, .. } => {
+                    let err = result
+                        .err()
+                        .unwrap_or_else(|| timed_out("no reply to ROLE in time".into()));
+                    return Err(Failed::at(err, endpoint, Phase::Reply, false).within(limit));
+                }
+            };
             if !connect::is_primary(&role) {
-                return Err(Failed::not_primary());
+                return Err(Failed::at(
+                    Failed::not_primary(),
+                    endpoint,
+                    Phase::Reply,
+                    false,
+                ));
             }
         }
-        Ok(con)
+        Ok(node)
+    }
+
+    /// A new connection to `endpoint`: the one a connect an earlier step
+    /// left under way brings, or a new connect's; each waited on until the
+    /// attempt's connect limit.
+    fn dial(
+        &mut self,
+        endpoint: &Endpoint,
+        role: Role,
+        attempts: &Attempts,
+    ) -> Result<Connection, Failed> {
+        let key = (endpoint.clone(), role);
+        if let Some(earlier) = self.dialing.remove(&key) {
+            let limit = attempts.limit(self.connect_timeout);
+            match earlier.finish(Instant::now() + limit.time) {
+                Ok(Ok(con)) => return Ok(con),
+                // That step's failure, not this one's: try afresh.
+                Ok(Err(_)) => {}
+                Err(still) => {
+                    self.dialing.insert(key, still);
+                    return Err(connect_timed_out(endpoint, limit));
+                }
+            }
+        }
+        let (dialing, limit) = self.start_dial(endpoint, role, attempts)?;
+        match dialing.finish(Instant::now() + limit.time) {
+            Ok(result) => {
+                result.map_err(|e| Failed::at(e, endpoint, Phase::Connect, false).within(limit))
+            }
+            Err(still) => {
+                self.dialing.insert(key, still);
+                Err(connect_timed_out(endpoint, limit))
+            }
+        }
+    }
+
+    /// Resolves `endpoint` and starts connecting to it on a helper thread;
+    /// each address gets its share of the connect limit (`route::address_share`).
+    fn start_dial(
+        &self,
+        endpoint: &Endpoint,
+        role: Role,
+        attempts: &Attempts,
+    ) -> Result<(Dialing, Limit), Failed> {
+        let (addrs, addresses) = match endpoint {
+            Endpoint::Unix(_) => (Vec::new(), 1),
+            Endpoint::Tcp(hp) => {
+                let addrs = dial::resolve(&hp.host, attempts.deadline)
+                    .map_err(|e| Failed::at(e, endpoint, Phase::Resolve, false))?;
+                let addresses = addrs.len();
+                if self.server.tls.is_some() {
+                    // Why not connect to `addrs`: TLS verifies the certificate
+                    // against the name redis-rs is given, and it has no
+                    // separate setting for it, so redis-rs gets the name and
+                    // resolves it again by itself. Its whole connect then
+                    // runs on the helper thread, waited on until the
+                    // deadline, with each address's share as its timeout.
+                    // The lookup above still fails a DNS outage within the
+                    // budget, with a message that says so.
+                    (Vec::new(), addresses)
+                } else {
+                    (addrs, addresses)
+                }
+            }
+        };
+        let n = u32::try_from(addresses.max(1)).unwrap_or(u32::MAX);
+        let limit = attempts.limit(self.connect_timeout.saturating_mul(n));
+        let plan = Plan {
+            server: self.server.clone(),
+            endpoint: endpoint.clone(),
+            role,
+            addrs,
+            addresses,
+            connect_timeout: self.connect_timeout,
+            io_timeout: self.io_timeout,
+            deadline: Instant::now() + limit.time,
+        };
+        Dialing::start(plan)
+            .map(|dialing| (dialing, limit))
+            .map_err(|e| Failed::at(e, endpoint, Phase::Connect, false))
     }
 
     /// Connections inherited across `fork()` belong to the parent: forget
@@ -320,9 +475,7 @@ impl Link {
     fn forget_if_forked(&mut self) {
         let pid = std::process::id();
         if self.pid != pid {
-            for (_, node) in self.nodes.drain() {
-                std::mem::forget(node.con);
-            }
+            self.forget_inherited();
             self.routing = Routing::new(&self.server.topology);
             self.pid = pid;
         }
@@ -334,11 +487,31 @@ impl Drop for Link {
     /// close them in a way that could reach the parent's sessions.
     fn drop(&mut self) {
         if self.pid != std::process::id() {
-            for (_, node) in self.nodes.drain() {
-                std::mem::forget(node.con);
-            }
+            self.forget_inherited();
         }
     }
+}
+
+impl Link {
+    /// Forgets the parent's connections, including any a connect thread
+    /// had handed over but nobody had taken yet.
+    fn forget_inherited(&mut self) {
+        for (_, node) in self.nodes.drain() {
+            std::mem::forget(node.con);
+        }
+        for (_, dialing) in self.dialing.drain() {
+            std::mem::forget(dialing);
+        }
+    }
+}
+
+fn connect_timed_out(endpoint: &Endpoint, limit: Limit) -> Failed {
+    let why = format!("could not connect within {} ms", limit.time.as_millis());
+    Failed::at(timed_out(why), endpoint, Phase::Connect, false).within(limit)
+}
+
+fn timed_out(why: String) -> RedisError {
+    io::Error::new(io::ErrorKind::TimedOut, why).into()
 }
 
 fn set_timeouts(node: &mut Node, timeout: Option<Duration>) -> RedisResult<()> {
