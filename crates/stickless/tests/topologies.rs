@@ -153,9 +153,16 @@ const ACL_RULES: &[&str] = &[
     "+pttl",
     "+lpop",
     "+rpush",
-    "+lrem",
-    "+lpos",
-    "+llen",
+    "+zadd",
+    "+zrem",
+    "+zremrangebyscore",
+    "+zcard",
+    "+zscore",
+    "+sadd",
+    "+sismember",
+    "+getrange",
+    "+exists",
+    "+time",
     "+evalsha",
     "+eval",
     "+script|load",
@@ -180,6 +187,34 @@ fn acl_case(deployment: &dyn Deployment, url_for: impl Fn(&str) -> String) {
     let mut store = Store::new(Config::parse(&url_for("app:app-password-1")).unwrap());
     assert_eq!(increment(&mut store, &sid(3)).unwrap(), 1);
     assert_eq!(increment(&mut store, &sid(3)).unwrap(), 2);
+    // Every other script too: a waiter registers and gives up; a lease the
+    // keeper renews; a lease dropped unsettled, which the keeper abandons.
+    let url = format!(
+        "{}&lock_wait_ms=50&lock_ttl_ms=300",
+        url_for("app:app-password-1")
+    );
+    let mut holder = Store::new(Config::parse(&url).unwrap());
+    let Opened::Locked { lease, .. } = holder.lock(&sid(4), OpenMode::CreateIfMissing).unwrap()
+    else {
+        panic!("free lock")
+    };
+    let mut waiter = Store::new(Config::parse(&url).unwrap());
+    assert!(matches!(
+        waiter.lock(&sid(4), OpenMode::CreateIfMissing),
+        Err(Error::LockTimeout { .. })
+    ));
+    std::thread::sleep(Duration::from_millis(400)); // beyond one lease: renewed
+    assert!(holder.commit(lease, b"renewed".to_vec(), TTL).is_ok());
+    let Opened::Locked { lease, .. } = holder.lock(&sid(4), OpenMode::CreateIfMissing).unwrap()
+    else {
+        panic!("free lock")
+    };
+    drop(lease);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while holder.background() != (0, 0) {
+        assert!(Instant::now() < deadline, "the keeper could not abandon it");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 
     let mut bad = Store::new(Config::parse(&url_for("app:wrong-password-9")).unwrap());
     let cause = unavailable_cause(increment(&mut bad, &sid(3)));
