@@ -2,7 +2,7 @@
 //! that want one (`session_set_save_handler(new ...('redis://...'), true)`)
 //! or that call read/write/destroy themselves without open/close.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::mem::ManuallyDrop;
 use std::time::Duration;
 
 use ext_php_rs::builders::ClassBuilder;
@@ -42,7 +42,8 @@ impl IntoZval for DataOrFalse {
 #[php_class]
 #[php(name = "Stickless\\SessionHandler")]
 pub struct SessionHandler {
-    inner: Handler,
+    /// Taken out in Drop (see there), so never dropped by the drop glue.
+    inner: ManuallyDrop<Handler>,
 }
 
 fn ttl() -> Duration {
@@ -98,7 +99,7 @@ impl SessionHandler {
         }
         crate::strict::enforce(config.settings.strict_mode);
         Ok(Self {
-            inner: Handler::new(config),
+            inner: ManuallyDrop::new(Handler::new(config)),
         })
     }
 
@@ -152,8 +153,14 @@ impl SessionHandler {
 
 impl Drop for SessionHandler {
     /// Frameworks that never call close() still get their lock released.
+    /// The engine frees the object from a C frame: this is an entry point
+    /// too, and the handler is moved out first, so that when the warnings
+    /// are raised (and an error handler may end the request) no field is
+    /// left for the drop glue.
     fn drop(&mut self) {
-        let _ = catch_unwind(AssertUnwindSafe(|| self.inner.finish_request()));
+        // SAFETY: `inner` is taken once, here, and never used again.
+        let mut inner = unsafe { ManuallyDrop::take(&mut self.inner) };
+        crate::enter((), move || inner.finish_request());
     }
 }
 
@@ -161,8 +168,9 @@ impl Drop for SessionHandler {
 const MAY_BE_FALSE: u32 = 1 << 2;
 
 /// Registers the class, widens `read` and `gc` to `string|false` and
-/// `int|false`, then implements the three session interfaces. Runs in MINIT,
-/// after the session module's own MINIT (it is compiled in or a dependency).
+/// `int|false`, routes every method through [`crate::enter`], then implements
+/// the three session interfaces. Runs in MINIT, after the session module's
+/// own MINIT (it is compiled in or a dependency).
 pub fn register() -> Result<(), String> {
     let mut builder = ClassBuilder::new(SessionHandler::CLASS_NAME);
     for (method, flags) in SessionHandler::method_builders() {
@@ -183,6 +191,7 @@ pub fn register() -> Result<(), String> {
         for method in ["read", "gc"] {
             widen_return_with_false(ce, method)?;
         }
+        route_methods(ce)?;
         for iface in [
             ffi::php_session_iface_entry,
             ffi::php_session_id_iface_entry,
@@ -192,6 +201,30 @@ pub fn register() -> Result<(), String> {
                 return Err("the session extension is not loaded".into());
             }
             zend_do_implement_interface(ce, iface);
+        }
+    }
+    Ok(())
+}
+
+/// Makes every method end like every entry point: its warnings are raised
+/// after the handler ext-php-rs generated has returned and dropped its
+/// arguments, and `&mut self` is released. (That handler passes a bailout
+/// inside the method on by a longjmp past its own frames; raising our
+/// warnings inside the method would expose those frames to it.)
+///
+/// # Safety
+/// `ce` must be a registered internal class; MINIT only.
+unsafe fn route_methods(ce: *mut zend_class_entry) -> Result<(), String> {
+    // SAFETY: see the function contract; method tables hold zend_function
+    // pointers in their zvals.
+    unsafe {
+        let table: &ZendHashTable = &(*ce).function_table;
+        for zv in table.values() {
+            let func = zv.value.ptr.cast::<zend_function>();
+            if func.is_null() {
+                return Err("a method without a function".into());
+            }
+            crate::boundary::route(func)?;
         }
     }
     Ok(())

@@ -1,9 +1,9 @@
 //! The native `ps_module` named `stickless`: nine C hooks, each a thin shell
-//! that catches panics, converts arguments and calls [`Handler`].
+//! that converts arguments and calls [`Handler`] through [`crate::enter`],
+//! which catches panics and raises the warnings once the work is done.
 
 use std::cell::RefCell;
 use std::ffi::{CStr, c_char, c_void};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use ext_php_rs::ffi::{zend_long, zend_string};
@@ -12,7 +12,7 @@ use stickless::Config;
 
 use crate::ffi::{FAILURE, ModData, PsModule, SUCCESS, ZendResult};
 use crate::handler::{Handler, Warning, reported};
-use crate::{guard, ini, warn};
+use crate::{enter, ini, warn};
 
 thread_local! {
     /// The native handler's state for this process (php-fpm workers are
@@ -37,8 +37,9 @@ pub static MODULE: PsModule = PsModule {
     s_update_timestamp: update_timestamp,
 };
 
-/// Runs `f` on the native handler; a panic becomes a warning and `fallback`,
-/// never an unwind across the C boundary.
+/// Runs `f` on the native handler as one entry point: a panic becomes a
+/// warning and `fallback`, never an unwind across the C boundary, and the
+/// warnings are raised after the handler is no longer borrowed.
 fn with_handler<T: Copy>(fallback: T, f: impl FnOnce(&mut Handler) -> T) -> T {
     let run = || {
         NATIVE.with(|cell| match cell.try_borrow_mut() {
@@ -52,7 +53,7 @@ fn with_handler<T: Copy>(fallback: T, f: impl FnOnce(&mut Handler) -> T) -> T {
             Err(_) => fallback,
         })
     };
-    guard(fallback, run)
+    enter(fallback, run)
 }
 
 fn result(r: Result<(), Warning>) -> ZendResult {
@@ -113,7 +114,7 @@ unsafe extern "C" fn open(
             SUCCESS
         })
     };
-    catch_unwind(AssertUnwindSafe(run)).unwrap_or(FAILURE)
+    enter(FAILURE, run)
 }
 
 unsafe extern "C" fn close(mod_data: ModData) -> ZendResult {
@@ -123,20 +124,36 @@ unsafe extern "C" fn close(mod_data: ModData) -> ZendResult {
 }
 
 unsafe extern "C" fn read(
-    _mod_data: ModData,
+    mod_data: ModData,
     key: *mut zend_string,
     val: *mut *mut zend_string,
     _maxlifetime: zend_long,
 ) -> ZendResult {
     // SAFETY: PHP passes a live key.
     let id = unsafe { bytes(key) };
-    with_handler(FAILURE, |h| match reported(h.read(id)) {
+    let data = |h: &mut Handler| {
+        let data = reported(h.read(id))?;
+        // The allocation may hit memory_limit while `h` is borrowed.
+        crate::engine(|| ZendStr::new(&data, false).into_raw())
+    };
+    with_handler(FAILURE, |h| match data(h) {
         Some(data) => {
             // SAFETY: PHP passes a writable out-pointer and takes ownership.
-            unsafe { *val = ZendStr::new(&data, false).into_raw().cast() };
+            unsafe { *val = data.cast() };
             SUCCESS
         }
-        None => FAILURE,
+        None => {
+            // PHP aborts the session after a failed read, but not if a
+            // fatal error raised by an error handler on our warning ends
+            // session_start() first: the session then stays active and PHP
+            // would write its empty $_SESSION over the stored one at request
+            // end. Without mod_data it writes nothing (and calls no close;
+            // we hold no lock after a failed read, and post_deactivate
+            // releases anything anyway).
+            // SAFETY: PHP passes &PS(mod_data).
+            unsafe { *mod_data = std::ptr::null_mut() };
+            FAILURE
+        }
     })
 }
 
@@ -189,27 +206,31 @@ unsafe extern "C" fn gc(
     _maxlifetime: zend_long,
     nrdels: *mut zend_long,
 ) -> zend_long {
-    // Redis expires sessions by itself (PX on every write and touch).
-    if !nrdels.is_null() {
-        // SAFETY: PHP passes a writable counter.
-        unsafe { *nrdels = 0 };
-    }
-    0
+    enter(0, || {
+        // Redis expires sessions by itself (PX on every write and touch).
+        if !nrdels.is_null() {
+            // SAFETY: PHP passes a writable counter.
+            unsafe { *nrdels = 0 };
+        }
+        0
+    })
 }
 
 unsafe extern "C" fn create_sid(_mod_data: ModData) -> *mut zend_string {
-    let id = guard(None, crate::new_session_id);
-    let Some(id) = id else {
-        return std::ptr::null_mut();
-    };
-    NATIVE.with(|cell| {
-        if let Ok(mut slot) = cell.try_borrow_mut()
-            && let Some(h) = slot.as_mut()
-        {
-            h.created(id.expose().as_bytes());
-        }
-    });
-    ZendStr::new(id.expose(), false).into_raw().cast()
+    enter(std::ptr::null_mut(), || {
+        let Some(id) = crate::new_session_id() else {
+            return std::ptr::null_mut();
+        };
+        NATIVE.with(|cell| {
+            if let Ok(mut slot) = cell.try_borrow_mut()
+                && let Some(h) = slot.as_mut()
+            {
+                h.created(id.expose().as_bytes());
+            }
+        });
+        crate::engine(|| ZendStr::new(id.expose(), false).into_raw().cast())
+            .unwrap_or(std::ptr::null_mut())
+    })
 }
 
 unsafe extern "C" fn validate_sid(_mod_data: ModData, key: *mut zend_string) -> ZendResult {

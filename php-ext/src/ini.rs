@@ -112,14 +112,14 @@ fn print_value(value: Option<String>) {
 }
 
 unsafe extern "C" fn show_secret_option(entry: *mut zend_ini_entry, kind: c_int) {
-    crate::guard((), || {
+    crate::enter((), || {
         // SAFETY: the engine passes a live entry.
         print_value(unsafe { shown_value(entry, kind) }.map(|v| redact_option(&v)));
     });
 }
 
 unsafe extern "C" fn show_save_path(entry: *mut zend_ini_entry, kind: c_int) {
-    crate::guard((), || {
+    crate::enter((), || {
         // SAFETY: the engine passes a live entry.
         print_value(unsafe { shown_value(entry, kind) }.map(|v| redact(&v)));
     });

@@ -3,6 +3,7 @@
 //! settings and a phpinfo() section. Locking and storage live in the
 //! `stickless` core crate; this crate only adapts PHP's calls to it.
 
+mod boundary;
 mod class;
 mod ffi;
 mod handler;
@@ -13,17 +14,16 @@ mod read_and_close;
 mod stats;
 mod strict;
 
-use ext_php_rs::error::php_error;
-use ext_php_rs::flags::ErrorType;
+use std::ffi::CString;
+
+use ext_php_rs::ffi::{
+    compiler_globals, php_info_print_table_end, php_info_print_table_row,
+    php_info_print_table_start, zend_function, zend_hash_str_find,
+};
 use ext_php_rs::prelude::*;
 use ext_php_rs::zend::ModuleEntry;
-use ext_php_rs::{info_table_end, info_table_row, info_table_start};
 
-/// Emits an E_WARNING prefixed with the extension's name. Callers never pass
-/// session IDs or secrets (they name sessions by hashed key).
-pub(crate) fn warn(message: &str) {
-    php_error(&ErrorType::Warning, &format!("stickless: {message}"));
-}
+pub(crate) use boundary::{engine, enter, guard, warn};
 
 /// A new session ID with PHP's `session.sid_length` and
 /// `session.sid_bits_per_character`, lengthened to carry at least 128 bits;
@@ -40,18 +40,13 @@ pub(crate) fn new_session_id() -> Option<stickless::SessionId> {
     }
 }
 
-/// Runs `f`, turning a panic into a warning and `fallback`: a panic must
-/// never unwind into PHP's C frames.
-pub(crate) fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
-        warn("internal error in the session handler; the session was not changed");
-        fallback
-    })
-}
-
 /// MINIT: ini entries, the save handler and the class. Nothing here opens a
 /// socket or starts a thread: php-fpm forks after MINIT.
 fn startup(_ty: i32, module_number: i32) -> i32 {
+    enter(ffi::FAILURE, || start(module_number))
+}
+
+fn start(module_number: i32) -> i32 {
     ini::register(module_number);
     ini::redact_save_path_display();
     masking::install();
@@ -73,7 +68,31 @@ fn startup(_ty: i32, module_number: i32) -> i32 {
         ));
         return ffi::FAILURE;
     }
+    // SAFETY: MINIT; the module's functions were registered before it.
+    if let Err(e) = unsafe { route_function("stickless_stats") } {
+        warn(&format!("stickless_stats(): {e}"));
+        return ffi::FAILURE;
+    }
     ffi::SUCCESS
+}
+
+/// Makes the generated handler of function `name` end like every entry
+/// point (see `boundary`).
+///
+/// # Safety
+/// MINIT only.
+unsafe fn route_function(name: &str) -> Result<(), String> {
+    // SAFETY: see the function contract; the global function table holds
+    // zend_function pointers.
+    unsafe {
+        let table = compiler_globals.function_table;
+        let func = zend_hash_str_find(table, name.as_ptr().cast(), name.len())
+            .as_ref()
+            .map(|zv| zv.value.ptr.cast::<zend_function>())
+            .filter(|f| !f.is_null())
+            .ok_or("not registered")?;
+        boundary::route(func)
+    }
 }
 
 /// RINIT: with `stickless.strict_mode` on (the default) and the native
@@ -82,34 +101,56 @@ fn startup(_ty: i32, module_number: i32) -> i32 {
 /// It must happen here: once `session_start()` runs, session settings can no
 /// longer change.
 extern "C" fn request_startup(_ty: i32, _module_number: i32) -> i32 {
-    guard((), strict::enforce_for_native_handler);
+    enter((), strict::enforce_for_native_handler);
     ffi::SUCCESS
 }
 
 /// After every RSHUTDOWN, so the session module has flushed first.
 unsafe extern "C" fn post_deactivate() -> i32 {
     read_and_close::reset();
-    let _ = std::panic::catch_unwind(hooks::finish_request);
+    enter((), hooks::finish_request);
     ffi::SUCCESS
 }
 
 unsafe extern "C" fn info(module: *mut ModuleEntry) {
-    let _ = std::panic::catch_unwind(|| {
-        info_table_start!();
-        info_table_row!("stickless support", "enabled");
-        info_table_row!("Version", env!("CARGO_PKG_VERSION"));
-        let server = match hooks::current_config() {
-            Some(config) => config.server.to_string(),
-            None => "not opened in this worker yet".to_owned(),
-        };
-        info_table_row!("Server in force", server);
-        for (label, _, value) in stats::rows() {
-            info_table_row!(label, value.to_string());
-        }
-        info_table_end!();
+    enter((), || {
+        info_table();
+        // SAFETY: the engine passes our own module entry.
+        unsafe { ffi::display_ini_entries(module.cast()) };
     });
-    // SAFETY: the engine passes our own module entry.
-    unsafe { ffi::display_ini_entries(module.cast()) };
+}
+
+/// The extension's phpinfo() table. Every row is built first and printed
+/// through [`engine`]: output can hit `memory_limit`, and the bailout must
+/// not skip the strings.
+fn info_table() {
+    let server = match hooks::current_config() {
+        Some(config) => config.server.to_string(),
+        None => "not opened in this worker yet".to_owned(),
+    };
+    let mut rows = vec![
+        ("stickless support", "enabled".to_owned()),
+        ("Version", env!("CARGO_PKG_VERSION").to_owned()),
+        ("Server in force", server),
+    ];
+    rows.extend(
+        stats::rows()
+            .into_iter()
+            .map(|(label, _, value)| (label, value.to_string())),
+    );
+    let rows: Vec<(CString, CString)> = rows
+        .into_iter()
+        .filter_map(|(label, value)| Some((CString::new(label).ok()?, CString::new(value).ok()?)))
+        .collect();
+    // SAFETY: plain output calls of a request in progress.
+    engine(|| unsafe { php_info_print_table_start() });
+    for (label, value) in &rows {
+        let (label, value) = (label.as_ptr(), value.as_ptr());
+        // SAFETY: two NUL-terminated strings that outlive the call.
+        engine(move || unsafe { php_info_print_table_row(2, label, value) });
+    }
+    // SAFETY: as above.
+    engine(|| unsafe { php_info_print_table_end() });
 }
 
 /// This worker's counters: `sessions_opened`, `lock_waits`,

@@ -3,6 +3,7 @@
 //! session fixation. Distributions ship it off; stickless turns it on for
 //! requests it serves unless `stickless.strict_mode=0`.
 
+use ext_php_rs::boxed::ZBox;
 use ext_php_rs::ffi::zend_string;
 use ext_php_rs::types::ZendStr;
 
@@ -34,17 +35,28 @@ pub fn enforce(strict: bool) {
     }
 }
 
+/// The session module warns when the setting cannot change (output already
+/// sent), and a warning runs the error handler: the change goes through
+/// [`crate::engine`], and the name is released only after it.
 fn turn_on() {
     const NAME: &str = "session.use_strict_mode";
-    let name = ZendStr::new(NAME, false);
-    // SAFETY: a live zend_string name and a NUL-free value with its length.
-    unsafe {
-        ffi::zend_alter_ini_entry_chars(
-            name.as_ptr().cast_mut().cast::<zend_string>(),
-            c"1".as_ptr(),
-            1,
-            INI_USER,
-            STAGE_RUNTIME,
-        );
-    }
+    let Some(name) = crate::engine(|| ZendStr::new(NAME, false).into_raw()) else {
+        return;
+    };
+    crate::engine(|| {
+        // SAFETY: a live zend_string name and a NUL-free value with its
+        // length; the closure holds only pointers.
+        unsafe {
+            ffi::zend_alter_ini_entry_chars(
+                name.cast::<zend_string>(),
+                c"1".as_ptr(),
+                1,
+                INI_USER,
+                STAGE_RUNTIME,
+            )
+        }
+    });
+    // SAFETY: the one reference made above; a bailout out of the change was
+    // caught, so this runs either way.
+    drop(unsafe { ZBox::from_raw(name) });
 }
