@@ -81,7 +81,11 @@ pub(super) fn arm(socket: Option<Socket>, deadline: Instant) -> Armed {
         deadline,
         fired: false,
     });
-    DUE.notify_one();
+    // Wake the thread only when it would sleep past this deadline: most
+    // exchanges end long before theirs, so the thread mostly sleeps on.
+    if watch.wakes_at.is_none_or(|at| deadline < at) {
+        DUE.notify_one();
+    }
     Armed { id: Some(id) }
 }
 
@@ -123,6 +127,8 @@ struct Watch {
     running: bool,
     next_id: u64,
     arms: Vec<Arm>,
+    /// When the thread wakes next by itself (`None`: only when woken).
+    wakes_at: Option<Instant>,
 }
 
 impl Watch {
@@ -132,6 +138,7 @@ impl Watch {
             running: false,
             next_id: 0,
             arms: Vec::new(),
+            wakes_at: None,
         }
     }
 }
@@ -161,6 +168,7 @@ fn run() {
             .filter(|a| !a.fired)
             .map(|a| a.deadline)
             .min();
+        watch.wakes_at = next;
         watch = match next {
             Some(due) => {
                 DUE.wait_timeout(watch, due.saturating_duration_since(now))
