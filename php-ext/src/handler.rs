@@ -3,11 +3,13 @@
 //! Locking itself lives in the core crate; this file only keeps the lease
 //! between hooks and turns outcomes into the warnings users see.
 
+use std::cell::RefMut;
 use std::time::Duration;
 
 use stickless::{Committed, Config, Error, Lease, Loaded, OpenMode, Opened, SessionId, Store};
 
 use crate::stats::{self, ERRORS, LAPSED_WRITES, LOCK_TIMEOUTS, LOCK_WAITS, REQUESTS};
+use crate::stores::{self, Shared};
 
 /// A message for an E_WARNING; already free of session IDs and secrets.
 #[derive(Debug)]
@@ -65,10 +67,11 @@ enum Active {
     },
 }
 
-/// The handler state of one process: the store (and its connection), kept
-/// across requests, and the current request's session.
+/// One handler's state: the worker's shared store for its configuration
+/// (connections and keeper kept across requests and objects), and the
+/// current request's session.
 pub struct Handler {
-    store: Store,
+    store: Shared,
     active: Active,
     /// IDs made by create_sid in this request.
     created: Vec<SessionId>,
@@ -93,7 +96,7 @@ impl Handler {
     /// A handler for `config`; no I/O.
     pub fn new(config: Config) -> Self {
         Self {
-            store: Store::new(config),
+            store: stores::shared(config),
             active: Active::Idle,
             created: Vec::new(),
         }
@@ -101,21 +104,27 @@ impl Handler {
 
     /// Round trips made so far by this handler's store.
     pub fn round_trips(&self) -> u64 {
-        self.store.round_trips()
+        self.store.borrow().round_trips()
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> &Config {
-        self.store.config()
+    pub fn config(&self) -> Config {
+        self.store.borrow().config().clone()
     }
 
     /// Swaps in a new configuration (ini_set between session starts, another
-    /// pool's settings), keeping the connection when the server is the same.
+    /// pool's settings): the worker's store for it.
     pub fn reconfigure(&mut self, config: Config) {
-        if *self.store.config() != config {
+        if *self.store.borrow().config() != config {
             self.end_quietly();
-            self.store.reconfigure(config);
+            self.store = stores::shared(config);
         }
+    }
+
+    /// The shared store, for one step. Nothing re-enters the extension while
+    /// a step runs: warnings are raised after the call returns.
+    fn store(&self) -> RefMut<'_, Store> {
+        self.store.borrow_mut()
     }
 
     /// A session ID this request created (create_sid).
@@ -174,7 +183,7 @@ impl Handler {
     /// Locks and loads `id`; Ok(false) when it must exist and does not.
     fn open(&mut self, id: &SessionId, mode: OpenMode) -> Result<bool, Warning> {
         stats::bump(&REQUESTS);
-        let opened = self.store.lock(id, mode)?;
+        let opened = self.store().lock(id, mode)?;
         let (loaded, waited) = match opened {
             Opened::Missing => return Ok(false),
             Opened::Locked {
@@ -194,7 +203,7 @@ impl Handler {
                 stats::bump(&LOCK_TIMEOUTS);
                 crate::warn(&format!(
                     "session {} is locked by another request; opened read-only after {} ms (on_lock_timeout=readonly), changes will not be saved",
-                    self.store.keys(id).tag(),
+                    self.store().keys(id).tag(),
                     waited.as_millis()
                 ));
                 let seen = loaded.payload().to_vec();
@@ -212,7 +221,7 @@ impl Handler {
             stats::bump(&ERRORS);
             crate::warn(&format!(
                 "session {} holds an unreadable value ({kind}); starting empty, the stored value is kept until the application writes",
-                self.store.keys(id).tag()
+                self.store().keys(id).tag()
             ));
         }
         Ok(true)
@@ -221,12 +230,12 @@ impl Handler {
     /// Loads `id` without a lock (read_and_close); Ok(false) when nothing is stored.
     fn snapshot(&mut self, id: &SessionId) -> Result<bool, Warning> {
         stats::bump(&REQUESTS);
-        let loaded = self.store.load(id)?;
+        let loaded = self.store().load(id)?;
         if let Loaded::Corrupt(kind) = &loaded {
             stats::bump(&ERRORS);
             crate::warn(&format!(
                 "session {} holds an unreadable value ({kind}); starting empty",
-                self.store.keys(id).tag()
+                self.store().keys(id).tag()
             ));
         }
         let exists = loaded != Loaded::Empty;
@@ -298,9 +307,9 @@ impl Handler {
             } if held == id => {
                 self.created.retain(|c| *c != id);
                 if seen == data && lease.was_stored() {
-                    self.store.touch(lease, ttl)?;
+                    self.store().touch(lease, ttl)?;
                 } else {
-                    count_lapsed(self.store.commit(lease, data.to_vec(), ttl)?);
+                    count_lapsed(self.store().commit(lease, data.to_vec(), ttl)?);
                 }
                 Ok(())
             }
@@ -311,7 +320,7 @@ impl Handler {
                 stats::bump(&ERRORS);
                 Err(Warning(format!(
                     "session {} was opened read-only after a lock timeout; the write was refused",
-                    self.store.keys(&id).tag()
+                    self.store().keys(&id).tag()
                 )))
             }
             other => {
@@ -324,17 +333,18 @@ impl Handler {
                 } else {
                     OpenMode::CreateIfMissing
                 };
-                match self.store.lock(&id, mode)? {
+                let opened = self.store().lock(&id, mode)?;
+                match opened {
                     Opened::Locked { lease, .. } => {
                         self.created.retain(|c| *c != id);
-                        count_lapsed(self.store.commit(lease, data.to_vec(), ttl)?);
+                        count_lapsed(self.store().commit(lease, data.to_vec(), ttl)?);
                         Ok(())
                     }
                     Opened::ReadOnly { .. } | Opened::Missing => {
                         stats::bump(&ERRORS);
                         Err(Warning(format!(
                             "session {} is locked by another request; the write was refused",
-                            self.store.keys(&id).tag()
+                            self.store().keys(&id).tag()
                         )))
                     }
                 }
@@ -349,7 +359,7 @@ impl Handler {
             Active::Locked {
                 id: held, lease, ..
             } if held == id && lease.was_stored() => {
-                self.store.touch(lease, ttl)?;
+                self.store().touch(lease, ttl)?;
                 Ok(())
             }
             Active::ReadOnly { .. } => Ok(()),
@@ -374,7 +384,7 @@ impl Handler {
                 None
             }
         };
-        self.store.destroy(&id, lease)?;
+        self.store().destroy(&id, lease)?;
         Ok(())
     }
 
@@ -383,7 +393,7 @@ impl Handler {
     pub fn close(&mut self) -> Result<(), Warning> {
         match std::mem::replace(&mut self.active, Active::Idle) {
             Active::Locked { lease, .. } => {
-                self.store.release(lease)?;
+                self.store().release(lease)?;
                 Ok(())
             }
             _ => Ok(()),

@@ -251,6 +251,15 @@ pub fn finish_request() {
     });
 }
 
+/// Module shutdown: the native handler lets go of its store.
+pub fn shutdown() {
+    NATIVE.with(|cell| {
+        if let Ok(mut slot) = cell.try_borrow_mut() {
+            *slot = None;
+        }
+    });
+}
+
 /// Round trips the native handler made in this worker.
 pub fn round_trips() -> u64 {
     NATIVE.with(|cell| {
@@ -263,5 +272,5 @@ pub fn round_trips() -> u64 {
 
 /// The native handler's configuration, for phpinfo().
 pub fn current_config() -> Option<Config> {
-    NATIVE.with(|cell| cell.try_borrow().ok()?.as_ref().map(|h| h.config().clone()))
+    NATIVE.with(|cell| cell.try_borrow().ok()?.as_ref().map(Handler::config))
 }

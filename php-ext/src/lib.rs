@@ -12,6 +12,7 @@ mod ini;
 mod masking;
 mod read_and_close;
 mod stats;
+mod stores;
 mod strict;
 
 use std::ffi::CString;
@@ -173,5 +174,17 @@ pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
         .function(wrap_function!(stickless_stats))
         .request_startup_function(request_startup)
         .post_deactivate_function(post_deactivate)
+        .shutdown_function(module_shutdown)
         .info_function(info)
+}
+
+/// MSHUTDOWN: close every store, which stops and joins its keeper thread.
+/// The engine unloads the extension right after; a thread left sleeping in
+/// its code would crash the process on waking.
+extern "C" fn module_shutdown(_ty: i32, _module_number: i32) -> i32 {
+    enter(ffi::SUCCESS, || {
+        hooks::shutdown();
+        stores::shutdown();
+        ffi::SUCCESS
+    })
 }
