@@ -97,13 +97,15 @@ impl SessionHandler {
             }
             config.settings = settings;
         }
-        crate::strict::enforce(config.settings.strict_mode);
         Ok(Self {
             inner: ManuallyDrop::new(Handler::new(config)),
         })
     }
 
+    /// Applies strict mode for the session being started (PHP asks about
+    /// it right after `open`; see `strict`).
     pub fn open(&mut self, _path: &Zval, _name: &Zval) -> bool {
+        crate::strict::apply(self.inner.config().settings.strict_mode);
         true
     }
 

@@ -59,12 +59,4 @@ unsafe extern "C" {
     ) -> *mut c_char;
 
     pub fn display_ini_entries(module: *mut zend_module_entry);
-
-    pub fn zend_alter_ini_entry_chars(
-        name: *mut zend_string,
-        value: *const c_char,
-        value_length: usize,
-        modify_type: c_int,
-        stage: c_int,
-    ) -> ZendResult;
 }

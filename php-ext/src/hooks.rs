@@ -101,6 +101,7 @@ unsafe extern "C" fn open(
                 return FAILURE;
             }
         };
+        crate::strict::apply(config.settings.strict_mode);
         NATIVE.with(|cell| {
             let Ok(mut slot) = cell.try_borrow_mut() else {
                 return FAILURE;

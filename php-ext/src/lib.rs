@@ -96,20 +96,13 @@ unsafe fn route_function(name: &str) -> Result<(), String> {
     }
 }
 
-/// RINIT: with `stickless.strict_mode` on (the default) and the native
-/// handler configured, PHP's `session.use_strict_mode` is turned on for the
-/// request, so an unknown session ID is never adopted (session fixation).
-/// It must happen here: once `session_start()` runs, session settings can no
-/// longer change.
-extern "C" fn request_startup(_ty: i32, _module_number: i32) -> i32 {
-    enter((), strict::enforce_for_native_handler);
-    ffi::SUCCESS
-}
-
 /// After every RSHUTDOWN, so the session module has flushed first.
 unsafe extern "C" fn post_deactivate() -> i32 {
     read_and_close::reset();
-    enter((), hooks::finish_request);
+    enter((), || {
+        hooks::finish_request();
+        strict::reset();
+    });
     ffi::SUCCESS
 }
 
@@ -172,7 +165,6 @@ pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
     module
         .name("stickless")
         .function(wrap_function!(stickless_stats))
-        .request_startup_function(request_startup)
         .post_deactivate_function(post_deactivate)
         .shutdown_function(module_shutdown)
         .info_function(info)

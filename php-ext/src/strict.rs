@@ -1,62 +1,40 @@
 //! Strict mode by default: `session.use_strict_mode` makes PHP ask the
 //! handler whether a session ID exists before adopting it, which defeats
 //! session fixation. Distributions ship it off; stickless turns it on for
-//! requests it serves unless `stickless.strict_mode=0`.
+//! the sessions it serves unless `stickless.strict_mode=0`.
+//!
+//! Not through the ini system: changing a `session.*` setting at run time is
+//! refused while a session is active (`session.auto_start=1`: a warning,
+//! and the change is skipped) and is a fatal error on current PHP while
+//! `session.upload_progress.enabled` is on, upstream's default. Instead the
+//! handler's own `open` sets the session module's flag for the session being
+//! started: PHP opens the handler first and asks about strict mode right
+//! after, in `session_start()`, `session.auto_start` and
+//! `session_regenerate_id()` alike. `ini_get('session.use_strict_mode')`
+//! still shows php.ini's value.
 
-use ext_php_rs::boxed::ZBox;
-use ext_php_rs::ffi::zend_string;
-use ext_php_rs::types::ZendStr;
+use crate::ini;
 
-use crate::{ffi, ini};
+unsafe extern "C" {
+    /// `src/session_globals.c`.
+    fn stickless_ps_set_strict_mode(on: bool);
+}
 
-/// `ZEND_INI_USER` and `ZEND_INI_STAGE_RUNTIME`: the change is undone at the
-/// end of the request, like an `ini_set()`.
-const INI_USER: i32 = 1;
-const STAGE_RUNTIME: i32 = 1 << 4;
-
-/// Turns strict mode on for this request when the native handler is the
-/// configured one and its settings (ini, then save_path query) want it.
-pub fn enforce_for_native_handler() {
-    if ini::string("session.save_handler").as_deref() != Some("stickless") {
-        return;
-    }
-    let save_path = ini::string("session.save_path").unwrap_or_default();
-    // A bad configuration is reported when the session opens.
-    if let Ok(config) = ini::config(&save_path) {
-        enforce(config.settings.strict_mode);
+/// Called from the handler's `open`: strict mode for this session when the
+/// handler's settings want it (never turned off here: an application that
+/// turned it on keeps it).
+pub fn apply(strict: bool) {
+    if strict {
+        // SAFETY: a plain store to the session module's globals, from the
+        // thread running the request.
+        unsafe { stickless_ps_set_strict_mode(true) };
     }
 }
 
-/// Turns `session.use_strict_mode` on for this request if `strict` and it
-/// is off. Does nothing once a session is active.
-pub fn enforce(strict: bool) {
-    if strict && ini::long("session.use_strict_mode") == 0 {
-        turn_on();
-    }
-}
-
-/// The session module warns when the setting cannot change (output already
-/// sent), and a warning runs the error handler: the change goes through
-/// [`crate::engine`], and the name is released only after it.
-fn turn_on() {
-    const NAME: &str = "session.use_strict_mode";
-    let Some(name) = crate::engine(|| ZendStr::new(NAME, false).into_raw()) else {
-        return;
-    };
-    crate::engine(|| {
-        // SAFETY: a live zend_string name and a NUL-free value with its
-        // length; the closure holds only pointers.
-        unsafe {
-            ffi::zend_alter_ini_entry_chars(
-                name.cast::<zend_string>(),
-                c"1".as_ptr(),
-                1,
-                INI_USER,
-                STAGE_RUNTIME,
-            )
-        }
-    });
-    // SAFETY: the one reference made above; a bailout out of the change was
-    // caught, so this runs either way.
-    drop(unsafe { ZBox::from_raw(name) });
+/// At the end of every request: back to what the ini says, so a later
+/// request in this worker whose handler is not stickless is not affected.
+pub fn reset() {
+    let configured = ini::long("session.use_strict_mode") != 0;
+    // SAFETY: as in `apply`; the session module has finished the request.
+    unsafe { stickless_ps_set_strict_mode(configured) };
 }

@@ -7,10 +7,10 @@ error_reporting=-1
 require __DIR__ . '/inc/setup.inc';
 $u = parse_url(getenv('STICKLESS_TEST_URL'));
 use_stickless();
-ini_set('session.save_path', "redis://:hunter2@{$u['host']}:{$u['port']}/0?prefix=" . test_prefix());
+ini_set('session.save_path', "redis://:hunter2@{$u['host']}:{$u['port']}/0?prefix=" . test_prefix() . '&strict_mode=0');
 session_id(TEST_SID);
 @session_start(); // the test server has no password; AUTH fails
-ini_set('session.save_path', test_url());
+ini_set('session.save_path', test_url('strict_mode=0'));
 session_id(TEST_SID);
 session_start();
 session_write_close();

@@ -4,6 +4,7 @@ stickless.* ini settings apply, and query parameters in save_path override them
 error_reporting=-1
 stickless.prefix=from-ini:
 stickless.lock_ttl_ms=7000
+stickless.strict_mode=0
 --FILE--
 <?php
 require __DIR__ . '/inc/setup.inc';

@@ -1,0 +1,17 @@
+/* The session module's request state that the save handler must touch and
+ * ext-php-rs does not bind. The layout of php_ps_globals differs between PHP
+ * versions (and ZTS builds reach it through TSRM), so it is reached here,
+ * through the headers of the very PHP this extension is built against. */
+#include "php.h"
+#include "ext/session/php_session.h"
+
+/* Strict mode for the session being started, without going through the ini
+ * system: a run-time change of a session.* setting is refused while a session
+ * is active (session.auto_start) and is a fatal error while
+ * session.upload_progress.enabled is on (upstream's default). The session
+ * module reads this flag right after the handler's open, which is where
+ * stickless calls this. */
+void stickless_ps_set_strict_mode(bool on)
+{
+	PS(use_strict_mode) = on;
+}
