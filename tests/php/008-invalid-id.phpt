@@ -9,17 +9,17 @@ use_stickless();
 // A closed port: had the handler contacted Redis, the warning would say so.
 ini_set('session.save_path', 'redis://127.0.0.1:1/0');
 $h = new Stickless\SessionHandler('redis://127.0.0.1:1/0');
-foreach (['short', str_repeat('a', 257), 'abcdefghijklmnopqrstuvwxyz!', "abcdefghijklmnopqrstuvwxy\x00z"] as $bad) {
+foreach (['', str_repeat('a', 257), 'abcdefghijklmnopqrstuvwxyz!', "abcdefghijklmnopqrstuvwxy\x00z"] as $bad) {
     var_dump($h->read($bad));
     var_dump($h->validateId($bad));
 }
 ?>
 --EXPECTF--
-Warning: Stickless\SessionHandler::read(): stickless: session ID has 5 characters; expected 22 to 256; rejected without contacting Redis in %s on line %d
+Warning: Stickless\SessionHandler::read(): stickless: session ID has 0 characters; expected 1 to 256; rejected without contacting Redis in %s on line %d
 bool(false)
 bool(false)
 
-Warning: Stickless\SessionHandler::read(): stickless: session ID has 257 characters; expected 22 to 256; rejected without contacting Redis in %s on line %d
+Warning: Stickless\SessionHandler::read(): stickless: session ID has 257 characters; expected 1 to 256; rejected without contacting Redis in %s on line %d
 bool(false)
 bool(false)
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 /// Why a session ID was refused. Never carries the ID itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidSessionId {
-    /// Outside PHP's 22..=256 characters.
-    #[error("session ID has {len} characters; expected 22 to 256")]
+    /// Empty, or longer than PHP's 256 characters.
+    #[error("session ID has {len} characters; expected 1 to 256")]
     Length {
         /// Length of the refused ID.
         len: usize,

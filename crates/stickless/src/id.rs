@@ -4,10 +4,10 @@ use std::fmt;
 
 use crate::error::{Error, InvalidSessionId};
 
-/// PHP accepts `session.sid_length` between 22 and 256 characters.
-pub const MIN_LEN: usize = 22;
-/// See [`MIN_LEN`].
+/// The longest ID PHP's session module accepts (`PS_MAX_SID_LENGTH`).
 pub const MAX_LEN: usize = 256;
+/// The shortest ID this crate generates: PHP's own minimum `session.sid_length`.
+pub const MIN_GENERATED_LEN: usize = 22;
 /// Entropy every generated ID carries at least.
 pub const MIN_BITS: usize = 128;
 
@@ -16,11 +16,16 @@ pub const MIN_BITS: usize = 128;
 const ALPHABET: &[u8; 64] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ,-";
 
 fn min_length(bits: u8) -> usize {
-    MIN_BITS.div_ceil(usize::from(bits)).max(MIN_LEN)
+    MIN_BITS.div_ceil(usize::from(bits)).max(MIN_GENERATED_LEN)
 }
 
-/// A syntactically valid session ID: 22 to 256 characters from PHP's ID
-/// alphabet (`0-9 a-z A-Z , -`).
+/// A syntactically valid session ID: 1 to 256 characters from PHP's ID
+/// alphabet (`0-9 a-z A-Z , -`), exactly what PHP's own files handler
+/// accepts. IDs this crate generates are longer (22 or more characters, at
+/// least 128 bits); a short one can only come from an application's
+/// `session_id('...')` or from a client, and strict mode (on by default in
+/// the extension) never adopts a client's ID that does not exist. What could
+/// harm the store (control characters, braces, over-long IDs) is refused.
 ///
 /// The ID is a bearer token. This type never prints it: `Debug` and
 /// `Display` show only its length, so an ID cannot leak into a log line by
@@ -39,7 +44,7 @@ impl SessionId {
     /// Checks charset and length; never allocates for an invalid ID.
     pub fn parse(raw: &str) -> Result<Self, InvalidSessionId> {
         let len = raw.len();
-        if !(MIN_LEN..=MAX_LEN).contains(&len) {
+        if !(1..=MAX_LEN).contains(&len) {
             return Err(InvalidSessionId::Length { len });
         }
         if let Some(pos) = raw.bytes().position(|b| !is_id_byte(b)) {
@@ -116,19 +121,19 @@ mod tests {
             assert!(SessionId::parse(id).is_ok(), "{id}");
         }
         assert!(SessionId::parse(&"a".repeat(MAX_LEN)).is_ok());
+        // What PHP's files handler accepts: an application's session_id('abc').
+        for short in ["a", "abc", "0123456789abcdefghijk"] {
+            assert!(SessionId::parse(short).is_ok(), "{short}");
+        }
     }
 
     #[test]
     fn rejects_bad_length() {
-        assert_eq!(
-            SessionId::parse("short"),
-            Err(InvalidSessionId::Length { len: 5 })
-        );
+        assert_eq!(SessionId::parse(""), Err(InvalidSessionId::Length { len: 0 }));
         assert_eq!(
             SessionId::parse(&"a".repeat(MAX_LEN + 1)),
             Err(InvalidSessionId::Length { len: MAX_LEN + 1 })
         );
-        assert!(SessionId::parse("").is_err());
     }
 
     #[test]
