@@ -25,7 +25,9 @@
 
 use std::sync::LazyLock;
 
-use redis::{Cmd, Connection, ErrorKind, RedisResult, Script, ServerErrorKind, ToRedisArgs, Value};
+use redis::{
+    Cmd, ConnectionLike, ErrorKind, RedisResult, Script, ServerErrorKind, ToRedisArgs, Value,
+};
 
 use crate::error::{Error, LostReason};
 
@@ -250,10 +252,10 @@ impl Call {
     /// `WAIT` of a durable write), and returns both replies.
     pub(crate) fn run(
         &self,
-        con: &mut Connection,
+        con: &mut dyn ConnectionLike,
         then: Option<&Cmd>,
     ) -> RedisResult<(Value, Value)> {
-        let send = |con: &mut Connection| -> RedisResult<(Value, Value)> {
+        let send = |con: &mut dyn ConnectionLike| -> RedisResult<(Value, Value)> {
             match then {
                 None => Ok((self.cmd().query(con)?, Value::Nil)),
                 Some(then) => redis::pipe()

@@ -9,24 +9,26 @@
 //!
 //! Everything a step does stays within its budget: name lookups and
 //! connects run on helper threads waited on until the deadline (`dial`),
-//! and each exchange on a connection is ended by the `watchdog` when it
-//! outlives its limit.
+//! and each exchange on a connection goes through a `Deadlined` wrapper
+//! that gives every write and every reply only what is left of the
+//! exchange's limit (`deadline`).
 
+mod deadline;
 mod dial;
-mod watchdog;
 
 use std::collections::HashMap;
 use std::io;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use redis::{Connection, RedisError, RedisResult, Value};
+use redis::{Connection, ConnectionLike, RedisError, RedisResult, Value};
 
 use crate::cluster::SlotMap;
 use crate::config::{Config, Endpoint, HostPort, Server, Topology};
 use crate::connect::{self, Role};
 use crate::error::Error;
 use crate::route::{Attempts, Failed, Limit, Next, Phase, Routing};
+use deadline::{Deadlined, Timeouts};
 use dial::{Dialing, Plan};
 
 /// The value of a step, and whether it took more than one attempt (so the
@@ -38,63 +40,43 @@ pub(super) struct Ran<T> {
 
 struct Node {
     con: Connection,
-    /// Its socket, for the watchdog; `None` where it cannot be found.
-    socket: Option<watchdog::Socket>,
-    /// Read/write timeout currently set on the socket.
-    io_timeout: Option<Duration>,
+    /// The socket timeouts currently set, so that an exchange sets them
+    /// only when they differ from what it needs.
+    timeouts: Timeouts,
 }
 
-/// What an exchange returned, and whether the watchdog had to end it (the
-/// connection is then shut and of no further use).
+/// What an exchange returned, and whether the connection is of no further
+/// use: a send or a read failed or ran out of time, so it may still get a
+/// late reply, which the next step would read as its own.
 struct Exchanged<T> {
     result: RedisResult<T>,
-    shut: bool,
+    broken: bool,
 }
-
-/// The watchdog fires this much after the socket timeout that should have
-/// ended the exchange first.
-const WATCHDOG_GRACE: Duration = Duration::from_millis(5);
 
 impl Node {
     fn new(con: Connection) -> Self {
-        let socket = watchdog::identify(|read, write| {
-            con.set_read_timeout(Some(read)).map_err(io::Error::other)?;
-            con.set_write_timeout(Some(write)).map_err(io::Error::other)
-        });
         Self {
             con,
-            socket,
-            // Unknown (the watchdog's marks): the first exchange sets it.
-            io_timeout: None,
+            // Unknown (the connect set its own): the first exchange sets them.
+            timeouts: Timeouts::default(),
         }
     }
 
-    /// Runs `f` within `limit`: the socket timeouts bound each read and
-    /// write, the watchdog all of them together (a pipeline reads once per
-    /// command, and would otherwise wait `limit` for each).
+    /// Runs `f` within `limit`, all its writes and replies together: a
+    /// pipeline reads once per command, and would otherwise wait `limit`
+    /// for each.
     fn exchange<T>(
         &mut self,
         limit: Limit,
-        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+        f: impl FnOnce(&mut dyn ConnectionLike) -> RedisResult<T>,
     ) -> Exchanged<T> {
-        if let Err(e) = set_timeouts(self, Some(limit.time)) {
-            return Exchanged {
-                result: Err(e),
-                shut: false,
-            };
+        let deadline = Instant::now() + limit.time;
+        let mut con = Deadlined::new(&mut self.con, &mut self.timeouts, deadline);
+        let result = f(&mut con);
+        Exchanged {
+            result,
+            broken: con.broken(),
         }
-        let armed = watchdog::arm(self.socket, Instant::now() + limit.time + WATCHDOG_GRACE);
-        let result = f(&mut self.con);
-        let shut = armed.disarm();
-        let result = match result {
-            // The end-of-file the shutdown caused is not what happened.
-            Err(_) if shut => Err(timed_out(format!(
-                "no reply within {} ms",
-                limit.time.as_millis()
-            ))),
-            other => other,
-        };
-        Exchanged { result, shut }
     }
 }
 
@@ -151,7 +133,7 @@ impl Link {
     pub fn run<T>(
         &mut self,
         slot: u16,
-        step: impl FnMut(&mut Connection) -> RedisResult<T>,
+        step: impl FnMut(&mut dyn ConnectionLike) -> RedisResult<T>,
     ) -> Result<Ran<T>, Error> {
         self.run_waiting(slot, Duration::ZERO, step)
     }
@@ -162,7 +144,7 @@ impl Link {
         &mut self,
         slot: u16,
         wait: Duration,
-        mut step: impl FnMut(&mut Connection) -> RedisResult<T>,
+        mut step: impl FnMut(&mut dyn ConnectionLike) -> RedisResult<T>,
     ) -> Result<Ran<T>, Error> {
         self.forget_if_forked();
         let mut attempts = Attempts::new(self.budget, wait);
@@ -205,7 +187,7 @@ impl Link {
         asking: Option<Endpoint>,
         wait: Duration,
         attempts: &Attempts,
-        step: &mut impl FnMut(&mut Connection) -> RedisResult<T>,
+        step: &mut impl FnMut(&mut dyn ConnectionLike) -> RedisResult<T>,
     ) -> Result<T, Failed> {
         let is_asking = asking.is_some();
         let node = match asking {
@@ -228,7 +210,7 @@ impl Link {
             }
             step(con)
         });
-        if exchanged.shut {
+        if exchanged.broken {
             self.nodes.remove(&node);
         }
         exchanged
@@ -343,7 +325,7 @@ impl Link {
         };
         self.round_trips += 1;
         let exchanged = node.exchange(limit, |con| redis::cmd("CLUSTER").arg("SLOTS").query(con));
-        if exchanged.shut {
+        if exchanged.broken {
             self.nodes.remove(endpoint);
         }
         exchanged
@@ -365,19 +347,10 @@ impl Link {
         if role == Role::Data && self.routing.is_sentinel() {
             self.round_trips += 1;
             let limit = attempts.limit(self.io_timeout);
-            let exchanged = node.exchange(limit, |con| redis::cmd("ROLE").query::<Vec<Value>>(con));
-            let role = match exchanged {
-                Exchanged {
-                    result: Ok(role),
-                    shut: false,
-                } => role,
-                Exchanged { result, .. } => {
-                    let err = result
-                        .err()
-                        .unwrap_or_else(|| timed_out("no reply to ROLE in time".into()));
-                    return Err(Failed::at(err, endpoint, Phase::Reply, false).within(limit));
-                }
-            };
+            let role = node
+                .exchange(limit, |con| redis::cmd("ROLE").query::<Vec<Value>>(con))
+                .result
+                .map_err(|e| Failed::at(e, endpoint, Phase::Reply, false).within(limit))?;
             if !connect::is_primary(&role) {
                 return Err(Failed::at(
                     Failed::not_primary(),
@@ -512,13 +485,4 @@ fn connect_timed_out(endpoint: &Endpoint, limit: Limit) -> Failed {
 
 fn timed_out(why: String) -> RedisError {
     io::Error::new(io::ErrorKind::TimedOut, why).into()
-}
-
-fn set_timeouts(node: &mut Node, timeout: Option<Duration>) -> RedisResult<()> {
-    if node.io_timeout != timeout {
-        node.con.set_read_timeout(timeout)?;
-        node.con.set_write_timeout(timeout)?;
-        node.io_timeout = timeout;
-    }
-    Ok(())
 }
