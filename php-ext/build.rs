@@ -12,7 +12,9 @@ fn main() {
     let out = Command::new(&php_config)
         .arg("--includes")
         .output()
-        .unwrap_or_else(|e| panic!("cannot run `{php_config} --includes` (install phpX.Y-dev): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run `{php_config} --includes` (install phpX.Y-dev): {e}")
+        });
     assert!(
         out.status.success(),
         "`{php_config} --includes` failed: {}",
@@ -20,7 +22,10 @@ fn main() {
     );
     let includes = String::from_utf8_lossy(&out.stdout);
     let mut build = cc::Build::new();
-    for dir in includes.split_whitespace().filter_map(|f| f.strip_prefix("-I")) {
+    for dir in includes
+        .split_whitespace()
+        .filter_map(|f| f.strip_prefix("-I"))
+    {
         build.include(dir);
     }
     build
