@@ -4,17 +4,26 @@
 # this script starts on a free loopback port and stops by PID.
 #
 #   benches/cli-cycle.sh [cycles per run] [rounds]
+#
+# Redis and php run pinned to one CPU (BENCH_CPU, default 0; empty to not
+# pin): on a small VM a cross-core wake-up costs more than the cycle itself,
+# and whether the two happen to share a core would decide the figures.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CYCLES=${1:-2000}
 ROUNDS=${2:-7}
 EXT=${STICKLESS_EXT:-$PWD/target/release/libstickless_php.so}
+BENCH_CPU=${BENCH_CPU-0}
+pin=()
+if [[ -n "$BENCH_CPU" ]] && command -v taskset >/dev/null; then
+  pin=(taskset -c "$BENCH_CPU")
+fi
 PHPREDIS=${PHPREDIS_EXT:-redis.so}
 [ -f "$EXT" ] || { echo "missing $EXT: run make build" >&2; exit 1; }
 
 dir=$(mktemp -d)
 port=$(php -n -r '$s = stream_socket_server("tcp://127.0.0.1:0"); echo parse_url("tcp://" . stream_socket_get_name($s, false), PHP_URL_PORT);')
-redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+"${pin[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
   --daemonize no >"$dir/redis.log" 2>&1 &
 redis_pid=$!
 trap 'kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; rm -rf "$dir"' EXIT
@@ -26,11 +35,11 @@ done
 run() {
   case "$1" in
     stickless)
-      php -n -d "extension=$EXT" -d session.save_handler=stickless \
+      "${pin[@]}" php -n -d "extension=$EXT" -d session.save_handler=stickless \
         -d "session.save_path=\"redis://127.0.0.1:$port/0?prefix=bench:\"" \
         benches/cli_cycle.php "$CYCLES" ;;
     phpredis-lock)
-      php -n -d extension=igbinary.so -d "extension=$PHPREDIS" -d session.save_handler=redis \
+      "${pin[@]}" php -n -d extension=igbinary.so -d "extension=$PHPREDIS" -d session.save_handler=redis \
         -d "session.save_path=\"tcp://127.0.0.1:$port?prefix=bench:\"" \
         -d redis.session.locking_enabled=1 benches/cli_cycle.php "$CYCLES" ;;
   esac
@@ -45,7 +54,7 @@ done
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 s=$(echo "${results[stickless]}" | median)
 p=$(echo "${results[phpredis-lock]}" | median)
-echo "cycles/run=$CYCLES rounds=$ROUNDS (median µs per session_start+write cycle)"
+echo "cycles/run=$CYCLES rounds=$ROUNDS${pin:+ pinned to CPU $BENCH_CPU} (median µs per session_start+write cycle)"
 echo "stickless:      $s   (runs: ${results[stickless]})"
 echo "phpredis-lock:  $p   (runs: ${results[phpredis-lock]})"
 awk -v s="$s" -v p="$p" 'BEGIN { printf "stickless takes %.2fx the time of phpredis-lock (%.2fx faster)\n", s/p, p/s }'
