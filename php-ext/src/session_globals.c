@@ -15,3 +15,14 @@ void stickless_ps_set_strict_mode(bool on)
 {
 	PS(use_strict_mode) = on;
 }
+
+/* Whether the application changed session.use_strict_mode during this
+ * request (ini_set(), or a session_start() option): an explicit choice that
+ * stickless's default must not override. php.ini's value is no such choice:
+ * php.ini-production ships it off. */
+bool stickless_strict_mode_set_at_runtime(void)
+{
+	zend_ini_entry *entry = zend_hash_str_find_ptr(
+		EG(ini_directives), "session.use_strict_mode", sizeof("session.use_strict_mode") - 1);
+	return entry != NULL && entry->modified;
+}

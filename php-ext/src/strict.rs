@@ -18,13 +18,16 @@ use crate::ini;
 unsafe extern "C" {
     /// `src/session_globals.c`.
     fn stickless_ps_set_strict_mode(on: bool);
+    fn stickless_strict_mode_set_at_runtime() -> bool;
 }
 
 /// Called from the handler's `open`: strict mode for this session when the
-/// handler's settings want it (never turned off here: an application that
-/// turned it on keeps it).
+/// handler's settings want it, unless the application chose for itself
+/// during this request (`ini_set('session.use_strict_mode', ...)` or a
+/// `session_start()` option). Never turned off here.
 pub fn apply(strict: bool) {
-    if strict {
+    // SAFETY: reads the engine's ini table from the thread running the request.
+    if strict && !unsafe { stickless_strict_mode_set_at_runtime() } {
         // SAFETY: a plain store to the session module's globals, from the
         // thread running the request.
         unsafe { stickless_ps_set_strict_mode(true) };

@@ -468,8 +468,12 @@ fn php_src_session_tests_pass_as_with_the_files_handler() {
         fetched.display()
     );
     let skip = List::read("skip.txt", &suite, &["files:", "host:"]);
-    let nonstrict = List::read("deviations-nonstrict.txt", &suite, &["bug:"]);
-    let strict = List::read("deviations-strict.txt", &suite, &["strict:", "bug:"]);
+    let nonstrict = List::read("deviations-nonstrict.txt", &suite, &["bug:", "entropy:"]);
+    let strict = List::read(
+        "deviations-strict.txt",
+        &suite,
+        &["strict:", "bug:", "entropy:"],
+    );
 
     let redis = RedisServer::start();
     let scratch = tempfile::Builder::new()
