@@ -13,7 +13,6 @@
 //!   becomes an orphan: its token is abandoned in the background as soon as
 //!   the node answers, so no later request waits for a lock nobody holds.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -59,27 +58,28 @@ struct Orphan {
     next: Instant,
 }
 
-/// Held leases and orphaned tokens, with when each is next due.
+/// Held leases and orphaned tokens, with when each is next due. A worker
+/// holds one or two sessions at a time: a vector beats a map (no key to
+/// allocate on every request).
 #[derive(Default)]
 pub(crate) struct Ledger {
-    held: HashMap<String, Held>,
+    held: Vec<Held>,
     orphans: Vec<Orphan>,
 }
 
 impl Ledger {
     fn hold(&mut self, keys: &SessionKeys, token: &LockToken, next: Instant) {
-        self.held.insert(
-            token.as_str().to_owned(),
-            Held {
-                keys: keys.clone(),
-                token: token.clone(),
-                next,
-            },
-        );
+        self.held.push(Held {
+            keys: keys.clone(),
+            token: token.clone(),
+            next,
+        });
     }
 
     fn forget(&mut self, token: &LockToken) {
-        self.held.remove(token.as_str());
+        if let Some(i) = self.held.iter().position(|h| h.token == *token) {
+            self.held.swap_remove(i);
+        }
     }
 
     fn orphan(&mut self, keys: &SessionKeys, token: &LockToken, now: Instant) {
@@ -108,7 +108,7 @@ impl Ledger {
                 jobs.push(Job::Abandon(o.keys.clone(), o.token.clone()));
             }
         }
-        for h in self.held.values_mut() {
+        for h in &mut self.held {
             if h.next <= now {
                 h.next = now + every;
                 jobs.push(Job::Renew(h.keys.clone(), h.token.clone()));
@@ -116,7 +116,7 @@ impl Ledger {
         }
         let next = self
             .held
-            .values()
+            .iter()
             .map(|h| h.next)
             .chain(self.orphans.iter().map(|o| o.next))
             .min()
@@ -128,7 +128,7 @@ impl Ledger {
 
     /// A renewal did not get through: try again shortly.
     pub fn renew_failed(&mut self, token: &LockToken, now: Instant) {
-        if let Some(h) = self.held.get_mut(token.as_str()) {
+        if let Some(h) = self.held.iter_mut().find(|h| h.token == *token) {
             h.next = now + RETRY_PAUSE;
         }
     }
@@ -231,20 +231,28 @@ pub struct Claim {
 }
 
 impl Claim {
-    pub(crate) fn new(keeping: &Arc<Keeping>, keys: SessionKeys, token: LockToken) -> Self {
+    /// A claim by process `pid` (the caller's, which it knows already:
+    /// `getpid` is a system call on every use, and costs on the hot path).
+    pub(crate) fn new(
+        keeping: &Arc<Keeping>,
+        keys: SessionKeys,
+        token: LockToken,
+        pid: u32,
+    ) -> Self {
         Self {
             keeping: Arc::downgrade(keeping),
             keys,
             token,
             state: State::Pending,
-            pid: std::process::id(),
+            pid,
         }
     }
 
-    /// The lock is ours: renew it from now on.
+    /// The lock is ours: renew it from now on. Called in the step that made
+    /// the claim, so in the process that made it.
     pub(crate) fn hold(&mut self) {
         if self.state == State::Pending
-            && let Some(k) = self.keeping()
+            && let Some(k) = self.keeping.upgrade()
         {
             k.ledger()
                 .hold(&self.keys, &self.token, Instant::now() + k.every());
@@ -253,10 +261,13 @@ impl Claim {
     }
 
     /// A step had a definite reply (the lock was released, handed on, or
-    /// never taken): no renewal, nothing to abandon.
-    pub(crate) fn settle(&mut self) {
+    /// never taken): no renewal, nothing to abandon. `pid` is the process
+    /// now running (a lease can be ended in a child forked after it was
+    /// taken, which must not touch the parent's keeper).
+    pub(crate) fn settle(&mut self, pid: u32) {
         if self.state == State::Held
-            && let Some(k) = self.keeping()
+            && pid == self.pid
+            && let Some(k) = self.keeping.upgrade()
         {
             k.ledger().forget(&self.token);
         }
@@ -266,13 +277,6 @@ impl Claim {
     pub(crate) fn token(&self) -> &LockToken {
         &self.token
     }
-
-    fn keeping(&self) -> Option<Arc<Keeping>> {
-        if self.pid != std::process::id() {
-            return None;
-        }
-        self.keeping.upgrade()
-    }
 }
 
 impl Drop for Claim {
@@ -280,7 +284,10 @@ impl Drop for Claim {
         if self.state == State::Settled {
             return;
         }
-        if let Some(k) = self.keeping() {
+        if self.pid != std::process::id() {
+            return;
+        }
+        if let Some(k) = self.keeping.upgrade() {
             k.ledger().orphan(&self.keys, &self.token, Instant::now());
             k.wake();
         }
@@ -312,7 +319,7 @@ mod tests {
     #[test]
     fn a_held_claim_is_renewed_every_interval_until_settled() {
         let k = Keeping::new(Duration::from_millis(100));
-        let mut claim = Claim::new(&k, keys(), LockToken::random().unwrap());
+        let mut claim = Claim::new(&k, keys(), LockToken::random().unwrap(), std::process::id());
         let start = Instant::now();
         assert!(
             due(&k, start + Duration::from_secs(1)).is_empty(),
@@ -324,7 +331,7 @@ mod tests {
         assert!(matches!(jobs.as_slice(), [Job::Renew(..)]), "{jobs:?}");
         // Handed out once per interval, not on every look.
         assert!(due(&k, start + Duration::from_millis(160)).is_empty());
-        claim.settle();
+        claim.settle(std::process::id());
         drop(claim);
         assert!(due(&k, start + Duration::from_secs(5)).is_empty());
         assert_eq!(k.ledger().counts(), (0, 0));
@@ -334,7 +341,8 @@ mod tests {
     fn a_claim_dropped_unsettled_is_abandoned_until_that_succeeds() {
         let k = Keeping::new(Duration::from_millis(100));
         for hold in [false, true] {
-            let mut claim = Claim::new(&k, keys(), LockToken::random().unwrap());
+            let mut claim =
+                Claim::new(&k, keys(), LockToken::random().unwrap(), std::process::id());
             if hold {
                 claim.hold();
             }
@@ -358,7 +366,7 @@ mod tests {
     #[test]
     fn a_failed_renewal_is_retried_soon_and_a_lost_lock_is_dropped() {
         let k = Keeping::new(Duration::from_secs(1));
-        let mut claim = Claim::new(&k, keys(), LockToken::random().unwrap());
+        let mut claim = Claim::new(&k, keys(), LockToken::random().unwrap(), std::process::id());
         claim.hold();
         let now = Instant::now() + Duration::from_secs(2);
         assert_eq!(due(&k, now).len(), 1);
@@ -366,7 +374,7 @@ mod tests {
         assert_eq!(due(&k, now + RETRY_PAUSE).len(), 1);
         k.ledger().lost(claim.token());
         assert_eq!(k.ledger().counts(), (0, 0));
-        claim.settle();
+        claim.settle(std::process::id());
     }
 
     #[test]
@@ -374,10 +382,10 @@ mod tests {
         let k = Keeping::new(Duration::from_millis(300));
         let (_, idle) = k.ledger().take_due(Instant::now(), k.every());
         assert_eq!(idle, k.every(), "an idle keeper looks once per interval");
-        let mut claim = Claim::new(&k, keys(), LockToken::random().unwrap());
+        let mut claim = Claim::new(&k, keys(), LockToken::random().unwrap(), std::process::id());
         claim.hold();
         let (_, next) = k.ledger().take_due(Instant::now(), k.every());
         assert!(next <= Duration::from_millis(300), "{next:?}");
-        claim.settle();
+        claim.settle(std::process::id());
     }
 }

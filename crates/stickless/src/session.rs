@@ -122,9 +122,10 @@ impl Lease {
         }
     }
 
-    /// The step that ended this lease had a definite reply.
-    pub(crate) fn settle(mut self) {
-        self.claim.settle();
+    /// The step that ended this lease had a definite reply; `pid` is the
+    /// process running it.
+    pub(crate) fn settle(mut self, pid: u32) {
+        self.claim.settle(pid);
     }
 }
 

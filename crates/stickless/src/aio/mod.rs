@@ -83,6 +83,8 @@ struct Inner {
     /// task (see `crate::keeper`).
     keeping: Arc<Keeping>,
     keeper_started: AtomicBool,
+    /// A tokio runtime does not survive `fork()`, so neither does a store.
+    pid: u32,
 }
 
 impl Store {
@@ -104,6 +106,7 @@ impl Store {
                 handler,
                 lifetime,
                 keeper_started: AtomicBool::new(false),
+                pid: std::process::id(),
             }),
         }
     }
@@ -198,7 +201,7 @@ impl Store {
                 Err(_) => self.inner.keeper_started.store(false, Ordering::Release),
             }
         }
-        Claim::new(&self.inner.keeping, keys, token)
+        Claim::new(&self.inner.keeping, keys, token, self.inner.pid)
     }
 
     async fn acquire(
@@ -227,7 +230,7 @@ impl Store {
                 };
             }
             FreeLock::Held if mode == OpenMode::New => {
-                claim.settle();
+                claim.settle(self.inner.pid);
                 return Err(steps::held_new(keys));
             }
             FreeLock::Held => {}
@@ -246,7 +249,7 @@ impl Store {
                     return Ok(steps::opened(keys, claim, stored, started.elapsed(), s));
                 }
                 Acquired::Done(outcome) => {
-                    claim.settle();
+                    claim.settle(self.inner.pid);
                     return outcome;
                 }
                 Acquired::Wait { nap } => {
@@ -311,7 +314,7 @@ impl Store {
             .await?;
         let replicated = steps::replicated(s, &lease.keys, &ran.value.1);
         let outcome = steps::committed(&lease, &ran.value.0);
-        lease.settle();
+        lease.settle(self.inner.pid);
         replicated.and(outcome)
     }
 
@@ -329,7 +332,7 @@ impl Store {
 
     async fn ending(&self, lease: Lease, call: &Call) -> Result<(), Error> {
         let ran = self.script(&lease.keys, call, call, None).await?;
-        lease.settle();
+        lease.settle(self.inner.pid);
         scripts::parse_done("release", &ran.value.0)
     }
 
@@ -345,7 +348,7 @@ impl Store {
         let wait = steps::replica_wait(s);
         let ran = self.call(&keys, &call, wait.as_ref()).await?;
         if let Some(lease) = lease {
-            lease.settle();
+            lease.settle(self.inner.pid);
         }
         steps::replicated(s, &keys, &ran.value.1)?;
         match DestroyReply::parse(&ran.value.0)? {

@@ -39,8 +39,9 @@ impl Keeper {
 
     /// A claim on `token`, with the thread running to honour it.
     pub fn claim(&mut self, keys: SessionKeys, token: LockToken) -> Claim {
-        self.ensure_running();
-        Claim::new(&self.keeping, keys, token)
+        let pid = std::process::id();
+        self.ensure_running(pid);
+        Claim::new(&self.keeping, keys, token, pid)
     }
 
     /// Leases being renewed and tokens waiting to be abandoned.
@@ -56,8 +57,8 @@ impl Keeper {
         }
     }
 
-    fn ensure_running(&mut self) {
-        if self.pid != std::process::id() {
+    fn ensure_running(&mut self, pid: u32) {
+        if self.pid != pid {
             // Forked: the parent's thread does not exist here, and its
             // ledger's mutex may have been locked at the fork. Leave both.
             std::mem::forget(std::mem::replace(
@@ -65,7 +66,7 @@ impl Keeper {
                 Keeping::new(steps::renew_every(&self.config.settings)),
             ));
             std::mem::forget(self.thread.take());
-            self.pid = std::process::id();
+            self.pid = pid;
         }
         if self.thread.is_none() {
             let keeping = Arc::clone(&self.keeping);

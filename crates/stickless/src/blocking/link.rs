@@ -125,6 +125,12 @@ impl Link {
         }
     }
 
+    /// The process this link last ran a step in (checked at the start of
+    /// every step, so current right after one).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     pub fn round_trips(&self) -> u64 {
         self.round_trips
     }

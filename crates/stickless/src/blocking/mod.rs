@@ -136,7 +136,7 @@ impl Store {
                 };
             }
             FreeLock::Held if mode == OpenMode::New => {
-                claim.settle();
+                claim.settle(self.link.pid());
                 return Err(steps::held_new(keys));
             }
             FreeLock::Held => {}
@@ -157,7 +157,7 @@ impl Store {
                     return Ok(steps::opened(keys, claim, stored, started.elapsed(), s));
                 }
                 Acquired::Done(outcome) => {
-                    claim.settle();
+                    claim.settle(self.link.pid());
                     return outcome;
                 }
                 Acquired::Wait { nap } => {
@@ -225,7 +225,7 @@ impl Store {
         let ran = self.fenced_run(&lease, pick, wait.as_ref())?;
         let replicated = steps::replicated(&self.config.settings, &lease.keys, &ran.value.1);
         let outcome = steps::committed(&lease, &ran.value.0);
-        lease.settle();
+        lease.settle(self.link.pid());
         replicated.and(outcome)
     }
 
@@ -245,7 +245,7 @@ impl Store {
 
     fn ending(&mut self, lease: Lease, call: &Call) -> Result<(), Error> {
         let ran = self.fenced_run(&lease, |_| call, None)?;
-        lease.settle();
+        lease.settle(self.link.pid());
         scripts::parse_done("release", &ran.value.0)
     }
 
@@ -260,7 +260,7 @@ impl Store {
         let wait = steps::replica_wait(&self.config.settings);
         let ran = self.call(&keys, &call, wait.as_ref())?;
         if let Some(lease) = lease {
-            lease.settle();
+            lease.settle(self.link.pid());
         }
         steps::replicated(&self.config.settings, &keys, &ran.value.1)?;
         match DestroyReply::parse(&ran.value.0)? {
