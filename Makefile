@@ -13,6 +13,10 @@
 #   make bench-cycle  µs per session_start+write cycle: stickless vs phpredis (locking on)
 #   make fuzz    every fuzz target for 60 s (scripts/fuzz.sh; installs cargo-fuzz)
 #   make fuzz-smoke  the same for 10 s each (CI)
+#   make test-trixie  the extension and its PHP-facing tests on Debian 13 (PHP 8.4,
+#                Redis 8, Valkey 8.1) in a root under target/platform/ (scripts/platform.sh;
+#                needs root; builds into target/trixie/)
+#   make test-sid     the same on Debian sid (PHP 8.4, Valkey 9)
 #   make fmt     format the Rust code
 #   make lint    rustfmt check + clippy with warnings as errors
 #
@@ -22,7 +26,8 @@
 
 EXT := target/release/libstickless_php.so
 
-.PHONY: all deps build demo up down status test bench bench-smoke bench-cycle fuzz fuzz-smoke fmt lint
+.PHONY: all deps build demo up down status test bench bench-smoke bench-cycle fuzz fuzz-smoke fmt lint \
+	test-trixie test-sid platform-tests platform-check platform-build
 
 all: build
 
@@ -70,3 +75,31 @@ fmt:
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# Another Debian, in a root of its own: set it up (once; again when its package
+# list changes), then run platform-tests inside it. -k: every test binary runs
+# even when an earlier one fails; make still exits non-zero then.
+test-trixie test-sid: test-%:
+	bash scripts/platform.sh setup $*
+	bash scripts/platform.sh run $* -- make -k platform-tests
+
+# Inside a platform root only (scripts/platform.sh sets STICKLESS_PLATFORM and a
+# CARGO_TARGET_DIR of the suite's own): the extension against that root's
+# php-dev, then the cross-component tests and the core crate's tests, each on
+# Redis and on Valkey (the test helpers start STICKLESS_REDIS_SERVER, and the
+# CLI next to it for clusters).
+platform-tests: platform-e2e-redis platform-e2e-valkey platform-core-redis platform-core-valkey
+
+platform-check:
+	@test -n "$(STICKLESS_PLATFORM)" || { echo "error: run this inside scripts/platform.sh run SUITE" >&2; exit 1; }
+
+platform-build: platform-check
+	cargo build --release -p stickless-php
+
+platform-e2e-%: platform-build
+	STICKLESS_REDIS_SERVER=/usr/bin/$*-server; $$STICKLESS_REDIS_SERVER --version; export STICKLESS_REDIS_SERVER; \
+	cargo test --release --no-fail-fast -p stickless-e2e
+
+platform-core-%: platform-check
+	STICKLESS_REDIS_SERVER=/usr/bin/$*-server; $$STICKLESS_REDIS_SERVER --version; export STICKLESS_REDIS_SERVER; \
+	cargo test --release --no-fail-fast -p stickless --features tokio

@@ -31,11 +31,14 @@ set -euo pipefail
 # and for PHP's own session tests (scripts/php-src-tests.sh, tests/php-src/):
 #   php8.2-cgi       run-tests.php runs the tests with --COOKIE--/--GET--/--POST-- on php-cgi
 #   gnupg, xz-utils  gpg --dearmor for the upstream tarball's signature check; tar -J
+# and for the Debian 13 / sid roots of scripts/platform.sh (make test-trixie):
+#   debootstrap      builds them under target/platform/
 packages=(
   php8.2-dev php8.2-cli php8.2-fpm php8.2-redis php8.2-memcached
   clang libclang-dev
   redis-server redis-tools openssl memcached nginx curl make wrk
   php8.2-cgi gnupg xz-utils
+  debootstrap
 )
 # shellcheck disable=SC2206 # word splitting is the point
 packages+=(${EXTRA_PACKAGES:-})

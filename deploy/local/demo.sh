@@ -38,7 +38,7 @@ fi
 if [[ "${SESSION_HANDLER:-stickless}" == stickless ]]; then
   export GATEWAY=${GATEWAY:-1}
 fi
-PHP_CLI=${PHP_CLI:-$(command -v php8.2 || command -v php || true)}
+PHP_CLI=${PHP_CLI:-$(command -v php || true)}
 
 jar=""
 keep=0

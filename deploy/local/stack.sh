@@ -49,7 +49,7 @@
 #   PHP_EXTENSION      extensions loaded into every pod with -d extension=..., in
 #                      order, space-separated; each a path to a .so (must exist) or
 #                      a name PHP finds in its extension_dir ("redis", "redis.so");
-#                      empty = load none. [stickless: <repo>/target/release/libstickless_php.so;
+#                      empty = load none. [stickless: $TARGET_DIR/release/libstickless_php.so;
 #                      redis: "igbinary redis"; memcached: "igbinary msgpack memcached";
 #                      else empty]
 #   PHP_NO_INI         1 = run php-fpm with -n (no php.ini, no conf.d) [0]
@@ -83,7 +83,8 @@
 #                      session.serialize_handler of php or php_serialize. auto: run
 #                      it when those hold and GATEWAY_BIN exists; 1: fail when they
 #                      do not [auto]
-#   GATEWAY_BIN        the gateway binary [<repo>/target/release/axum-gateway]
+#   GATEWAY_BIN        the gateway binary [$TARGET_DIR/release/axum-gateway]
+#   CARGO_TARGET_DIR   where the defaults above are built: TARGET_DIR [<repo>/target]
 #   GATEWAY_PORT       gateway port [a free one]
 #   STACK_USER         only when run as root: user the php-fpm workers, nginx workers
 #                      and memcached run as [root]; e.g. www-data (it must be able to
@@ -91,7 +92,8 @@
 #                      as the user running this script.
 #   READY_TIMEOUT      seconds to wait for each readiness condition [30]
 #   PHP_FPM, PHP_CLI, NGINX, REDIS_SERVER, REDIS_CLI, MEMCACHED_SERVER   binaries
-#                      [php-fpm8.2, php8.2, nginx, redis-server, redis-cli, memcached]
+#                      [php-fpm<V> (V: the version of PHP_CLI, e.g. 8.4) or php-fpm,
+#                      php, nginx, redis-server, redis-cli, memcached]
 #
 # Endpoints (deploy/local/www): / (demo page), hello.php (no session),
 # healthz.php (readiness), login.php and cart.php (a user and a cart the gateway
@@ -107,6 +109,10 @@ REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 WWW_DIR="$SCRIPT_DIR/www"
 
 STACK_DIR=${STACK_DIR:-$REPO_ROOT/target/stack}
+# Where cargo put the extension and the gateway (CARGO_TARGET_DIR, relative
+# to the repo like cargo's, or target/).
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+[[ "$TARGET_DIR" == /* ]] || TARGET_DIR="$REPO_ROOT/$TARGET_DIR"
 case "$STACK_DIR" in
   /*) ;;
   *) STACK_DIR="$PWD/$STACK_DIR" ;;
@@ -143,8 +149,12 @@ find_bin() {
 }
 
 resolve_bins() {
-  PHP_FPM=$(find_bin "${PHP_FPM:-}" php-fpm8.2 php-fpm) || die "php-fpm not found (run scripts/install-deps.sh)"
-  PHP_CLI=$(find_bin "${PHP_CLI:-}" php8.2 php) || die "php CLI not found (run scripts/install-deps.sh)"
+  PHP_CLI=$(find_bin "${PHP_CLI:-}" php) || die "php CLI not found (run scripts/install-deps.sh)"
+  # The php-fpm of the same PHP version (Debian names it php-fpm8.4 and so on).
+  local version
+  # shellcheck disable=SC2016 # PHP code, not shell
+  version=$("$PHP_CLI" -n -r 'echo PHP_MAJOR_VERSION, ".", PHP_MINOR_VERSION;' 2>/dev/null) || version=""
+  PHP_FPM=$(find_bin "${PHP_FPM:-}" ${version:+"php-fpm$version"} php-fpm) || die "php-fpm not found (run scripts/install-deps.sh)"
   NGINX=$(find_bin "${NGINX:-}" nginx) || die "nginx not found (run scripts/install-deps.sh)"
   REDIS_SERVER=$(find_bin "${REDIS_SERVER:-}" redis-server) || die "redis-server not found (run scripts/install-deps.sh)"
   REDIS_CLI=$(find_bin "${REDIS_CLI:-}" redis-cli) || die "redis-cli not found (run scripts/install-deps.sh)"
@@ -200,9 +210,9 @@ owned_pid() {
   cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 0
   case "$kind" in
     redis)
-      # redis rewrites its title; its working directory is our --dir.
+      # redis (or valkey) rewrites its title; its working directory is our --dir.
       cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || cwd=""
-      [[ "$cmdline" == *redis* && "$cwd" == "$STACK_DIR/redis" ]] || return 0
+      [[ ("$cmdline" == *redis* || "$cmdline" == *valkey*) && "$cwd" == "$STACK_DIR/redis" ]] || return 0
       ;;
     memcached)
       # started in its state dir by start_memcached
@@ -913,7 +923,7 @@ cmd_up() {
   [[ "$SESSION_HANDLER" =~ ^[A-Za-z0-9_]+$ ]] || die "SESSION_HANDLER must be a handler name, not '$SESSION_HANDLER'"
   # Unset = the handler's default; set but empty = load nothing.
   case "$SESSION_HANDLER" in
-    stickless) PHP_EXTENSION=${PHP_EXTENSION-$REPO_ROOT/target/release/libstickless_php.so} ;;
+    stickless) PHP_EXTENSION=${PHP_EXTENSION-$TARGET_DIR/release/libstickless_php.so} ;;
     # phpredis and php-memcached are built against igbinary (and msgpack):
     # without the ini files those must be loaded first.
     redis) PHP_EXTENSION=${PHP_EXTENSION-igbinary redis} ;;
@@ -965,7 +975,7 @@ cmd_up() {
     auto | 0 | 1) ;;
     *) die "GATEWAY must be auto, 0 or 1" ;;
   esac
-  GATEWAY_BIN=${GATEWAY_BIN:-$REPO_ROOT/target/release/axum-gateway}
+  GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/release/axum-gateway}
   STACK_USER=${STACK_USER:-root}
   if [[ "$(id -u)" -eq 0 ]]; then
     id "$STACK_USER" >/dev/null 2>&1 || die "STACK_USER '$STACK_USER' does not exist"

@@ -21,11 +21,20 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` (scripts/platform.sh sets
+/// one per Debian suite), else `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => workspace().join(dir),
+        _ => workspace().join("target"),
+    }
+}
+
 /// The extension under test: `STICKLESS_EXT`, or the release build.
 pub fn ext() -> PathBuf {
     let path = std::env::var_os("STICKLESS_EXT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/release/libstickless_php.so"));
+        .unwrap_or_else(|| target_dir().join("release/libstickless_php.so"));
     assert!(
         path.is_file(),
         "{} is missing: run `make build` (or `make test`, which builds first)",
@@ -115,14 +124,88 @@ pub fn monitor(port: u16) -> std::sync::mpsc::Receiver<String> {
     rx
 }
 
-/// PHP's own test runner, from php8.2-dev.
-pub fn run_tests_php() -> PathBuf {
-    let api = Command::new("php-config")
-        .arg("--phpapi")
+/// What `php -r CODE` prints, trimmed (without the extension under test).
+fn php_says(code: &str) -> String {
+    let out = Command::new("php")
+        .args(["-n", "-r", code])
         .output()
-        .expect("php-config (php8.2-dev) is installed");
-    let api = String::from_utf8_lossy(&api.stdout).trim().to_owned();
-    PathBuf::from(format!("/usr/lib/php/{api}/build/run-tests.php"))
+        .expect("php (the CLI) is on PATH");
+    assert!(
+        out.status.success(),
+        "php -r {code}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The `php` on PATH, as an absolute path (`PHP_BINARY`).
+pub fn php_binary() -> PathBuf {
+    PathBuf::from(php_says("echo PHP_BINARY;"))
+}
+
+/// The version of the `php` on PATH, as Debian names its packages: "8.4".
+pub fn php_version() -> String {
+    php_says(r#"echo PHP_MAJOR_VERSION, ".", PHP_MINOR_VERSION;"#)
+}
+
+/// The first of `names` found as given, on PATH or in /usr/sbin.
+fn find_binary(names: &[String]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+        .collect();
+    names.iter().find_map(|name| {
+        let name = Path::new(name);
+        if name.is_absolute() {
+            return name.is_file().then(|| name.to_path_buf());
+        }
+        dirs.iter().map(|d| d.join(name)).find(|p| p.is_file())
+    })
+}
+
+/// php-fpm of the same version as `php`: `STICKLESS_PHP_FPM`, else
+/// `php-fpm<version>` (Debian's name), else `php-fpm`.
+pub fn php_fpm() -> PathBuf {
+    let mut names: Vec<String> = std::env::var("STICKLESS_PHP_FPM").into_iter().collect();
+    names.push(format!("php-fpm{}", php_version()));
+    names.push("php-fpm".into());
+    find_binary(&names)
+        .unwrap_or_else(|| panic!("none of {names:?} found (apt-get install php-fpm)"))
+}
+
+/// PHP's own test runner, from the -dev package of the `php` on PATH:
+/// `STICKLESS_RUN_TESTS`, else where Debian puts it
+/// (/usr/lib/php/<api>/build/), else where `make install` does.
+pub fn run_tests_php() -> PathBuf {
+    if let Some(path) = std::env::var_os("STICKLESS_RUN_TESTS") {
+        return PathBuf::from(path);
+    }
+    let version = php_version();
+    let config = find_binary(&[format!("php-config{version}"), "php-config".into()])
+        .unwrap_or_else(|| panic!("php-config is missing (apt-get install php{version}-dev)"));
+    let ask = |flag: &str| {
+        let out = Command::new(&config)
+            .arg(flag)
+            .output()
+            .unwrap_or_else(|e| panic!("{} {flag}: {e}", config.display()));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let candidates = [
+        PathBuf::from(format!(
+            "/usr/lib/php/{}/build/run-tests.php",
+            ask("--phpapi")
+        )),
+        PathBuf::from(ask("--prefix")).join("lib/php/build/run-tests.php"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "run-tests.php is missing (tried {candidates:?}; apt-get install php{version}-dev)"
+            )
+        })
 }
 
 /// The local stack of deploy/local/stack.sh (Redis, php-fpm pods, nginx),
@@ -146,6 +229,9 @@ impl Stack {
             .env("STACK_DIR", dir.path())
             .env("PODS", pods.to_string())
             .env("PHP_EXTENSION", ext())
+            // The same server (and CLI) as every other test's: STICKLESS_REDIS_SERVER.
+            .env("REDIS_SERVER", redis_support::redis_server_binary())
+            .env("REDIS_CLI", redis_support::redis_cli_binary())
             .envs(env.iter().copied())
             .output()
             .expect("stack.sh runs");

@@ -719,7 +719,8 @@ impl Fpm {
             "[global]\nerror_log = {d}/fpm.log\ndaemonize = no\n\n[eh]\nlisten = {d}/fpm.sock\npm = static\npm.max_children = 1\ncatch_workers_output = yes\nphp_admin_value[session.save_handler] = stickless\nphp_admin_value[session.save_path] = \"{save_path}\"\nphp_admin_value[session.use_cookies] = 0\nphp_admin_value[session.cache_limiter] = \"\"\nphp_admin_value[display_errors] = 1\nphp_admin_value[error_reporting] = -1\n"
         );
         std::fs::write(dir.path().join("fpm.conf"), conf).expect("fpm.conf written");
-        let mut cmd = Command::new("php-fpm8.2");
+        let binary = stickless_e2e::php_fpm();
+        let mut cmd = Command::new(&binary);
         // --allow-to-run-as-root only permits root; the tests may run as it.
         cmd.args(["-n", "-F", "--allow-to-run-as-root", "-y"])
             .arg(dir.path().join("fpm.conf"))
@@ -728,7 +729,9 @@ impl Fpm {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = cmd.spawn().expect("php-fpm8.2 starts");
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} starts: {e}", binary.display()));
         let fpm = Self { child, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::os::unix::net::UnixStream::connect(fpm.socket()).is_err() {

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use stickless_e2e::{RedisServer, ext, run_tests_php, workspace};
+use stickless_e2e::{RedisServer, ext, php_binary, run_tests_php, workspace};
 
 #[test]
 fn phpt_suite_passes_with_every_diagnostic_on() {
@@ -21,7 +21,7 @@ fn phpt_suite_passes_with_every_diagnostic_on() {
             format!("redis://127.0.0.1:{}/0", redis.port()),
         )
         .env("STICKLESS_TEST_EXT", ext())
-        .env("TEST_PHP_EXECUTABLE", "/usr/bin/php")
+        .env("TEST_PHP_EXECUTABLE", php_binary())
         .env("NO_INTERACTION", "1")
         .output()
         .expect("run-tests.php runs");

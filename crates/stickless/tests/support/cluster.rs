@@ -63,7 +63,7 @@ impl RedisCluster {
                 RedisServer::start_with(password, &all)
             })
             .collect();
-        let mut create = Command::new("redis-cli");
+        let mut create = Command::new(super::redis_cli_binary());
         create.arg("--cluster").arg("create");
         for node in &nodes {
             create.arg(format!("127.0.0.1:{}", node.port()));
@@ -72,9 +72,12 @@ impl RedisCluster {
         if let Some(pw) = password {
             create.args(["-a", pw, "--no-auth-warning"]);
         }
-        let out = create
-            .output()
-            .expect("run redis-cli (apt-get install redis-tools)");
+        let out = create.output().unwrap_or_else(|e| {
+            panic!(
+                "run {} (apt-get install redis-tools): {e}",
+                super::redis_cli_binary()
+            )
+        });
         assert!(
             out.status.success(),
             "redis-cli --cluster create: {}{}",

@@ -20,9 +20,27 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// The binary under test; override with `STICKLESS_REDIS_SERVER`.
+/// The binary under test; override with `STICKLESS_REDIS_SERVER`
+/// (e.g. /usr/bin/valkey-server).
 pub(crate) fn redis_server_binary() -> String {
     std::env::var("STICKLESS_REDIS_SERVER").unwrap_or_else(|_| "/usr/bin/redis-server".into())
+}
+
+/// The CLI that forms clusters: `STICKLESS_REDIS_CLI`, else the server's
+/// sibling (`valkey-cli` next to `valkey-server`), else `redis-cli`.
+pub(crate) fn redis_cli_binary() -> String {
+    if let Ok(cli) = std::env::var("STICKLESS_REDIS_CLI") {
+        return cli;
+    }
+    let server = PathBuf::from(redis_server_binary());
+    server
+        .file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.strip_suffix("-server"))
+        .map(|stem| server.with_file_name(format!("{stem}-cli")))
+        .filter(|cli| cli.is_file())
+        .map(|cli| cli.display().to_string())
+        .unwrap_or_else(|| "redis-cli".into())
 }
 
 /// How long a freshly spawned server may take to answer PING.
