@@ -318,3 +318,54 @@ pub fn http_get(port: u16, path: &str, cookie: Option<&str>) -> (u16, String, St
         .unwrap_or(0);
     (status, head.to_owned(), body.to_owned())
 }
+
+/// A long-lived process that serves one request per line, as a php-fpm
+/// worker serves one request after another on the same connections: a
+/// request is a line on its stdin, the reply a line on its stdout. Killed
+/// (by its own PID) when dropped.
+pub struct LineWorker {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl LineWorker {
+    /// Starts `cmd` with piped stdin and stdout (stderr as the caller set it).
+    pub fn spawn(mut cmd: Command) -> Self {
+        use std::process::Stdio;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the worker starts");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// The worker's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `request` as one line and returns the reply line, trimmed.
+    pub fn ask(&mut self, request: &str) -> String {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{request}").expect("request sent");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("reply read");
+        assert!(!line.is_empty(), "the worker exited");
+        line.trim().to_owned()
+    }
+}
+
+impl Drop for LineWorker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -13,15 +13,14 @@
 mod support;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde::Deserialize;
 use socket2::{Domain, Socket, Type};
-use stickless_e2e::php;
+use stickless_e2e::{LineWorker, php};
 use support::RedisServer;
 use support::tls::{TestCa, tls_server};
 
@@ -85,11 +84,7 @@ impl Reply {
 
 /// A long-lived php process, as an fpm worker keeps its connection
 /// across requests.
-struct Worker {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
+struct Worker(LineWorker);
 
 impl Worker {
     fn start(url: &str, ini: &[(&str, &str)]) -> Self {
@@ -102,60 +97,32 @@ impl Worker {
     }
 
     fn spawn(mut cmd: Command) -> Self {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("php starts");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        Self {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("reply read");
-        assert!(!line.is_empty(), "php exited");
-        line
+        cmd.stderr(Stdio::inherit());
+        Self(LineWorker::spawn(cmd))
     }
 
     fn request(&mut self, sid: Option<&str>) -> Reply {
-        writeln!(self.stdin, "{}", sid.unwrap_or("-")).expect("request sent");
-        parse(&self.line())
+        parse(&self.0.ask(sid.unwrap_or("-")))
     }
 
     /// Runs session_start, then `between` (with the session open), then
     /// session_write_close.
     fn request_around(&mut self, sid: Option<&str>, between: impl FnOnce()) -> Reply {
-        writeln!(self.stdin, "{} hold", sid.unwrap_or("-")).expect("request sent");
-        assert_eq!(self.line().trim(), r#"{"held":true}"#);
+        let held = self.0.ask(&format!("{} hold", sid.unwrap_or("-")));
+        assert_eq!(held, r#"{"held":true}"#);
         between();
-        writeln!(self.stdin).expect("release sent");
-        parse(&self.line())
+        parse(&self.0.ask(""))
     }
 
     /// Threads of the php process (it is the child itself: unshare and sh
     /// exec into it).
     fn threads(&self) -> usize {
-        let status =
-            fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
+        let status = fs::read_to_string(format!("/proc/{}/status", self.0.pid())).expect("status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("Threads:"))
             .and_then(|n| n.trim().parse().ok())
             .expect("a thread count")
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

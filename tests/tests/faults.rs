@@ -2,19 +2,14 @@
 //! or its error within the configured budget, and the worker recovers by
 //! itself once Redis is back.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use stickless_e2e::{RedisServer, php_session};
+use stickless_e2e::{LineWorker, RedisServer, php_session};
 
 /// A long-lived PHP process (like an fpm worker): one "request" per line on
 /// stdin, one result line on stdout: `ok <counter> <ms>` or `fail <ms>`.
-struct Worker {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
+struct Worker(LineWorker);
 
 const LOOP: &str = r#"
 $sid = null;
@@ -31,33 +26,13 @@ while (($line = fgets(STDIN)) !== false) {
 
 impl Worker {
     fn start(url: &str) -> Self {
-        let mut child = php_session(url, LOOP)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("php starts");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        Self {
-            child,
-            stdin,
-            stdout,
-        }
+        let mut cmd = php_session(url, LOOP);
+        cmd.stderr(Stdio::piped());
+        Self(LineWorker::spawn(cmd))
     }
 
     fn request(&mut self) -> String {
-        self.stdin.write_all(b"go\n").expect("request sent");
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("reply read");
-        line.trim().to_owned()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.ask("go")
     }
 }
 

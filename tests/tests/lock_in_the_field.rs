@@ -4,14 +4,14 @@
 //! php and php-fpm processes, nginx, and redis-server; each test owns its
 //! servers.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use redis::Commands;
 use stickless::{SessionId, SessionKeys};
-use stickless_e2e::{RedisServer, Stack, http_get, new_session, php_session};
+use stickless_e2e::{LineWorker, RedisServer, Stack, http_get, new_session, php_session};
 
 /// "At once": far below every wait the lock has (lock_wait_ms 5 s, lease
 /// 3 s, claim window 2 s), far above a loaded 2-core machine's noise.
@@ -34,13 +34,9 @@ fn keys(prefix: &str, sid: &str) -> SessionKeys {
 
 /// A long-lived PHP process, like a php-fpm worker: one request per line
 /// on stdin (`new` for a new visitor, `again` for the same session, `sid
-/// <id>` for that one), one
-/// result line on stdout: `ok <n> <ms>` or `fail <ms> <warning>`.
-struct Worker {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
+/// <id>` for that one), one result line on stdout: `ok <n> <ms>` or
+/// `fail <ms> <warning>`.
+struct Worker(LineWorker);
 
 const LOOP: &str = r#"
 while (($line = fgets(STDIN)) !== false) {
@@ -59,33 +55,13 @@ while (($line = fgets(STDIN)) !== false) {
 
 impl Worker {
     fn start(url: &str) -> Self {
-        let mut child = php_session(url, LOOP)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("php starts");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        Self {
-            child,
-            stdin,
-            stdout,
-        }
+        let mut cmd = php_session(url, LOOP);
+        cmd.stderr(Stdio::null());
+        Self(LineWorker::spawn(cmd))
     }
 
     fn request(&mut self, what: &str) -> String {
-        writeln!(self.stdin, "{what}").expect("request sent");
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("reply read");
-        line.trim().to_owned()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.ask(what)
     }
 }
 
