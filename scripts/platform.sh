@@ -166,7 +166,6 @@ cmd_setup() {
       debootstrap --variant=minbase --cache-dir="$cache/debootstrap" "$suite" "$root" "$mirror"
     printf '#!/bin/sh\n# stickless platform root: never start a service\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
     chmod 0755 "$root/usr/sbin/policy-rc.d"
-    printf 'APT::Install-Recommends "false";\nAcquire::Languages "none";\n' >"$root/etc/apt/apt.conf.d/90stickless"
     date -u +%FT%TZ >"$root/.stickless-debootstrap"
   fi
 
@@ -176,6 +175,10 @@ cmd_setup() {
     log "apt-get install in $root: $(suite_packages "$suite" | tr '\n' ' ')"
     mkdir -p "$cache/apt"
     echo "deb $mirror $suite main" >"$root/etc/apt/sources.list"
+    # The host's word on Release dates too: a frozen mirror's sid has expired.
+    { echo 'APT::Install-Recommends "false";'; echo 'Acquire::Languages "none";'
+      apt-config dump 2>/dev/null | grep -E '^Acquire::Check-(Valid-Until|Date) "false";' || true
+    } >"$root/etc/apt/apt.conf.d/90stickless"
     [[ "$suite" == sid ]] || echo "deb $mirror $suite-updates main" >>"$root/etc/apt/sources.list"
     local BINDS=("$cache/apt:/var/cache/apt/archives") WORKDIR=/
     # shellcheck disable=SC2046 # one package per word
