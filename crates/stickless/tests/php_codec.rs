@@ -458,7 +458,7 @@ proptest! {
         for (name, value) in entries {
             session.insert(name, value);
         }
-        for handler in [SerializeHandler::Php, SerializeHandler::PhpSerialize] {
+        for handler in [SerializeHandler::Php, SerializeHandler::PhpSerialize, SerializeHandler::LaravelPhp] {
             let written = session.encode(handler).expect("encodable");
             let read = Session::decode(handler, &written).map_err(|e| TestCaseError::fail(format!("{handler}: {e}")))?;
             prop_assert_eq!(&read, &session);
@@ -487,7 +487,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..256)) {
         let _ = php::unserialize(&data);
-        for handler in [SerializeHandler::Php, SerializeHandler::PhpSerialize] {
+        for handler in [SerializeHandler::Php, SerializeHandler::PhpSerialize, SerializeHandler::LaravelPhp] {
             if let Ok(session) = Session::decode(handler, &data) {
                 let written = session.encode(handler).expect("what decodes, encodes");
                 let again = Session::decode(handler, &written);

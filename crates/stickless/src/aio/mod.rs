@@ -96,7 +96,10 @@ impl Store {
     }
 
     /// Like [`new`](Self::new), matching the PHP side's
-    /// `session.serialize_handler` and `session.gc_maxlifetime`.
+    /// `session.serialize_handler` and `session.gc_maxlifetime`; for
+    /// Laravel, [`SerializeHandler::LaravelPhp`] or
+    /// [`SerializeHandler::LaravelJson`] after its `session.serialization`,
+    /// and its `session.lifetime` in seconds.
     pub fn with_php(config: Config, handler: SerializeHandler, lifetime: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {

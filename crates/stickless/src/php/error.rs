@@ -3,10 +3,11 @@
 
 use std::fmt;
 
-/// Bytes that are not valid PHP serialized data, or use a feature this codec
-/// does not read.
+/// Bytes that are not valid data in the format asked for (PHP's
+/// `serialize()` format, a session layout, or Laravel's JSON), or use a
+/// feature this codec does not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("PHP serialized data at byte {offset}: {kind}")]
+#[error("undecodable at byte {offset}: {kind}")]
 pub struct DecodeError {
     /// Zero-based offset of the byte where decoding stopped, in the whole input.
     pub offset: usize,
@@ -42,7 +43,8 @@ pub enum DecodeErrorKind {
     /// Valid in some PHP version, but not read here.
     #[error("{0} is not supported")]
     Unsupported(&'static str),
-    /// Nested deeper than [`MAX_DEPTH`](super::MAX_DEPTH).
+    /// Nested deeper than [`MAX_DEPTH`](super::MAX_DEPTH), or for JSON
+    /// [`MAX_JSON_DEPTH`](super::MAX_JSON_DEPTH).
     #[error("nested deeper than {limit} arrays or objects")]
     TooDeep {
         /// The limit.
@@ -65,6 +67,11 @@ pub enum DecodeErrorKind {
     /// Bytes after the end of the data.
     #[error("expected the end of the data, found more bytes")]
     TrailingData,
+    /// Not JSON as `json_decode()` reads it (Laravel's `json` serialization):
+    /// serde_json's description, without its line and column (the error's
+    /// offset says where).
+    #[error("not valid JSON: {0}")]
+    InvalidJson(String),
 }
 
 struct Found(Option<u8>);
@@ -102,11 +109,37 @@ pub enum EncodeError {
     /// `r:0;`/`R:0;`: slots are numbered from 1.
     #[error("reference to slot 0; slots are numbered from 1")]
     ZeroReference,
-    /// Nested deeper than [`MAX_DEPTH`](super::MAX_DEPTH).
+    /// Nested deeper than [`MAX_DEPTH`](super::MAX_DEPTH), or for JSON
+    /// [`MAX_JSON_DEPTH`](super::MAX_JSON_DEPTH).
     #[error("nested deeper than {limit} arrays or objects")]
     TooDeep {
         /// The limit.
         limit: usize,
+    },
+    /// A value Laravel's `json` serialization cannot hold. `json_decode()`
+    /// gives arrays and scalars only, so a JSON session never holds one; it
+    /// comes from a tree read in PHP's `serialize()` format. (PHP's
+    /// `json_encode()` would write an object's public properties only, an
+    /// enum case's backing value, or fail.)
+    #[error(
+        "a PHP {kind} has no JSON form; Laravel's json serialization stores arrays and scalars only"
+    )]
+    NotJson {
+        /// What the value is, as [`Value::kind`](super::Value::kind) names it.
+        kind: &'static str,
+    },
+    /// `INF`, `-INF` or `NAN`, which JSON cannot hold: `json_encode()`
+    /// fails on them, and Laravel would then store an empty string.
+    #[error("INF and NAN have no JSON form")]
+    NonFiniteFloat,
+    /// A string or array key that is not UTF-8: JSON strings are Unicode,
+    /// and `json_encode()` fails on such bytes.
+    #[error("{what} is not UTF-8 (invalid from byte {valid_up_to}); JSON cannot hold it")]
+    NotUtf8 {
+        /// `"a string"` or `"an array key"`.
+        what: &'static str,
+        /// How many bytes from its start are valid UTF-8.
+        valid_up_to: usize,
     },
 }
 
@@ -170,7 +203,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "PHP serialized data at byte 7: expected `;`, found `x`"
+            "undecodable at byte 7: expected `;`, found `x`"
         );
         let err = DecodeErrorKind::Expected {
             expected: "`;`",

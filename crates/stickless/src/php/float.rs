@@ -1,5 +1,5 @@
-//! Floats the way `serialize()` writes them with PHP's default
-//! `serialize_precision = -1`.
+//! Floats the way `serialize()` and `json_encode()` write them with PHP's
+//! default `serialize_precision = -1`.
 //!
 //! PHP takes the shortest digit string that reads back as the same double
 //! (`zend_gcvt` in mode 0) and lays it out in plain notation while the
@@ -10,6 +10,7 @@
 /// Digits PHP writes in plain notation before switching to `1.0E+17`.
 const PLAIN_DIGITS: i32 = 17;
 
+/// As `serialize()` writes it: `1.0E+25`, `INF`, `-INF`, `NAN`.
 pub(crate) fn write(out: &mut Vec<u8>, value: f64) {
     if value.is_nan() {
         out.extend_from_slice(b"NAN");
@@ -19,6 +20,24 @@ pub(crate) fn write(out: &mut Vec<u8>, value: f64) {
         out.extend_from_slice(if value < 0.0 { b"-INF" } else { b"INF" });
         return;
     }
+    write_finite(out, value, b'E');
+}
+
+/// As `json_encode()` writes it without flags: the same digits and layout
+/// as `serialize()`, with a lower-case `e` (`1.0e+25`), and no `.0` added
+/// to integral values (`1`, `-0`: `JSON_PRESERVE_ZERO_FRACTION` is off), so
+/// `json_decode()` reads those back as integers. `false` for INF and NAN,
+/// which JSON cannot hold and `json_encode()` refuses.
+pub(crate) fn write_json(out: &mut Vec<u8>, value: f64) -> bool {
+    if !value.is_finite() {
+        return false;
+    }
+    write_finite(out, value, b'e');
+    true
+}
+
+/// A finite `value`; `exponent_mark` is the letter before the exponent.
+fn write_finite(out: &mut Vec<u8>, value: f64, exponent_mark: u8) {
     let scientific = format!("{value:e}");
     let (mantissa, exponent) = scientific
         .split_once('e')
@@ -48,7 +67,8 @@ pub(crate) fn write(out: &mut Vec<u8>, value: f64) {
         } else {
             out.extend_from_slice(rest);
         }
-        out.extend_from_slice(if exponent < 0 { b"E-" } else { b"E+" });
+        out.push(exponent_mark);
+        out.push(if exponent < 0 { b'-' } else { b'+' });
         out.extend_from_slice(exponent.unsigned_abs().to_string().as_bytes());
     } else if point <= 0 {
         out.extend_from_slice(b"0.");
@@ -103,6 +123,29 @@ mod tests {
         ];
         for (value, expected) in cases {
             assert_eq!(php(value), expected, "{value:e}");
+        }
+    }
+
+    #[test]
+    fn json_differs_only_in_the_exponent_letter_and_refuses_inf_and_nan() {
+        // What `php -r 'echo json_encode(...);'` prints.
+        let cases = [
+            (1.0, "1"),
+            (-0.0, "-0"),
+            (0.1, "0.1"),
+            (1e25, "1.0e+25"),
+            (-1.25e-7, "-1.25e-7"),
+            (5e-324, "5.0e-324"),
+        ];
+        for (value, expected) in cases {
+            let mut out = Vec::new();
+            assert!(super::write_json(&mut out, value));
+            assert_eq!(String::from_utf8(out).expect("ASCII"), expected);
+        }
+        for value in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+            let mut out = Vec::new();
+            assert!(!super::write_json(&mut out, value));
+            assert!(out.is_empty());
         }
     }
 }

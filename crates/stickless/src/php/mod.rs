@@ -1,5 +1,8 @@
 //! PHP's session formats, sans IO: `serialize()` values and the two
-//! `session.serialize_handler` layouts around them, `php` and `php_serialize`.
+//! `session.serialize_handler` layouts around them, `php` and `php_serialize`;
+//! and Laravel's two session payloads, its attributes array through
+//! `serialize()` or `json_encode()` ([`SerializeHandler::LaravelPhp`],
+//! [`SerializeHandler::LaravelJson`]).
 //!
 //! Data decodes into an owned [`Value`] tree that keeps what PHP wrote, down
 //! to references and opaque `Serializable` payloads, so encoding it again gives
@@ -55,10 +58,34 @@
 //!   ignores them); nesting beyond [`MAX_DEPTH`].
 //! - The `php_binary` handler and extension handlers such as `igbinary` are
 //!   not read ([`UnsupportedHandler`]).
+//! - Laravel's `php` serialization is `php_serialize`'s layout. Its `json`
+//!   serialization reads into the same tree, as `json_decode($data, true)`
+//!   builds it, and is written as `json_encode()` writes it: see
+//!   [`json_decode`] and [`json_encode`] for what differs from PHP (a
+//!   `-0.0`, nesting beyond [`MAX_JSON_DEPTH`]) and what JSON cannot hold.
+//!   Laravel's encrypted sessions (`session.encrypt`) are not read.
+//!
+//! A Laravel session, as its `Store` saves it with `session.serialization =
+//! 'json'`:
+//!
+//! ```
+//! use stickless::php::{SerializeHandler, Session};
+//!
+//! let stored = br#"{"_token":"Xk3pQ9vR2mT7wY1zA4bC6dE8fG0hJ5kL2nP4qS6u","_flash":{"old":[],"new":[]},"login_web_59ba36addc2b2f9401580f014c7f58ea4e30989d":42}"#;
+//! let mut session = Session::decode(SerializeHandler::LaravelJson, stored)?;
+//! let user: Option<i64> = session.get("login_web_59ba36addc2b2f9401580f014c7f58ea4e30989d")?;
+//! assert_eq!(user, Some(42));
+//!
+//! session.set("theme", "dark/blue")?;
+//! let written = session.encode(SerializeHandler::LaravelJson)?;
+//! assert!(written.ends_with(br#","theme":"dark\/blue"}"#));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod error;
 mod float;
 mod handler;
+mod json;
 mod parse;
 mod refs;
 mod serde_de;
@@ -69,6 +96,7 @@ mod write;
 
 pub use error::{DecodeError, DecodeErrorKind, EncodeError, ValueError};
 pub use handler::{SerializeHandler, UnsupportedHandler};
+pub use json::{MAX_JSON_DEPTH, json_decode, json_encode};
 pub use parse::MAX_DEPTH;
 pub use serde_de::from_value;
 pub use serde_ser::to_value;

@@ -339,7 +339,8 @@ pub(crate) fn string_key(bytes: &[u8]) -> Key {
     canonical_int(bytes).map_or_else(|| Key::String(bytes.to_vec()), Key::Int)
 }
 
-fn canonical_int(bytes: &[u8]) -> Option<i64> {
+/// The integer PHP makes of a string array key, if it makes one.
+pub(crate) fn canonical_int(bytes: &[u8]) -> Option<i64> {
     let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
     let canonical = match digits {
         [b'0'] => digits.len() == bytes.len(),

@@ -1,4 +1,5 @@
-//! `$_SESSION` as stored by the `php` and `php_serialize` handlers.
+//! `$_SESSION` as stored by the `php` and `php_serialize` handlers, and
+//! Laravel's session attributes as its `Store` saves them.
 
 use std::collections::HashSet;
 
@@ -7,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::{DecodeError, DecodeErrorKind, EncodeError, ValueError};
 use super::handler::SerializeHandler;
+use super::json;
 use super::parse::Parser;
 use super::refs::{self, Planned};
 use super::serde_de::{self, Roots};
@@ -14,7 +16,8 @@ use super::serde_ser;
 use super::value::{Key, Value};
 use super::write::Writer;
 
-/// The variables of one PHP session, in stored order.
+/// The variables of one PHP session (or the attributes of one Laravel
+/// session), in stored order.
 ///
 /// References (`r:`/`R:`) between and inside variables are numbered the way
 /// the `php` handler numbers them, whichever handler the session was read
@@ -36,17 +39,31 @@ impl Session {
     }
 
     /// Reads stored session data. An empty input is an empty session with
-    /// either handler, as PHP stores a new session.
+    /// every handler, as PHP stores a new session and Laravel reads a
+    /// missing one.
     pub fn decode(handler: SerializeHandler, data: &[u8]) -> Result<Self, DecodeError> {
         match handler {
             SerializeHandler::Php => decode_php(data),
-            SerializeHandler::PhpSerialize => decode_php_serialize(data),
+            SerializeHandler::PhpSerialize => decode_php_serialize(
+                data,
+                "an array (`a:`): php_serialize stores $_SESSION as one array",
+            ),
+            SerializeHandler::LaravelPhp => decode_php_serialize(
+                data,
+                "an array (`a:`): Laravel stores its attributes as one serialized array",
+            ),
+            SerializeHandler::LaravelJson => Ok(Self {
+                entries: json::decode_session(data)?,
+            }),
         }
     }
 
     /// Writes the session as `handler` stores it. Encoding what
     /// [`decode`](Self::decode) read with the same handler gives back the same
-    /// bytes, for everything PHP writes.
+    /// bytes, for everything PHP writes; for
+    /// [`LaravelJson`](SerializeHandler::LaravelJson), for everything
+    /// `json_encode()` writes from data `json_decode()` gave (see
+    /// [`json_decode`](super::json_decode) for the exceptions).
     pub fn encode(&self, handler: SerializeHandler) -> Result<Vec<u8>, EncodeError> {
         let mut out = Vec::new();
         match handler {
@@ -67,9 +84,10 @@ impl Session {
                     writer.value(value)?;
                 }
             }
-            SerializeHandler::PhpSerialize => {
+            SerializeHandler::PhpSerialize | SerializeHandler::LaravelPhp => {
                 Writer::inside_outer_slot(&mut out).array(&self.entries)?
             }
+            SerializeHandler::LaravelJson => out = json::encode_session(&self.entries)?,
         }
         Ok(out)
     }
@@ -224,14 +242,13 @@ fn decode_php(data: &[u8]) -> Result<Session, DecodeError> {
     Ok(Session { entries })
 }
 
-/// One array holding every variable.
-fn decode_php_serialize(data: &[u8]) -> Result<Session, DecodeError> {
+/// One array holding every variable; `expected` says so when it is not one.
+fn decode_php_serialize(data: &[u8], expected: &'static str) -> Result<Session, DecodeError> {
     if data.is_empty() {
         return Ok(Session::new());
     }
     let mut parser = Parser::without_outer_slot(data);
-    let count =
-        parser.open_array("an array (`a:`): php_serialize stores $_SESSION as one array")?;
+    let count = parser.open_array(expected)?;
     let mut seen = HashSet::new();
     let mut entries = Vec::new();
     for _ in 0..count {
@@ -255,7 +272,7 @@ fn decode_php_serialize(data: &[u8]) -> Result<Session, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use SerializeHandler::{Php, PhpSerialize};
+    use SerializeHandler::{LaravelJson, LaravelPhp, Php, PhpSerialize};
 
     fn round_trip(handler: SerializeHandler, data: &[u8]) -> Session {
         let session = Session::decode(handler, data).expect("valid session");
@@ -363,6 +380,75 @@ mod tests {
         assert_eq!(
             session.encode(Php).expect("encodable"),
             b"second|O:8:\"stdClass\":1:{s:2:\"id\";i:9;}n|i:1;m|R:3;"
+        );
+    }
+
+    #[test]
+    fn laravel_php_is_php_serialize_with_its_own_refusal() {
+        let stored = b"a:2:{s:6:\"_token\";s:3:\"abc\";s:6:\"_flash\";a:2:{s:3:\"old\";a:0:{}s:3:\"new\";a:0:{}}}";
+        let session = round_trip(LaravelPhp, stored);
+        assert_eq!(session, round_trip(PhpSerialize, stored));
+        assert_eq!(session.get::<String>("_token"), Ok(Some("abc".to_owned())));
+        assert_eq!(
+            Session::new().encode(LaravelPhp).expect("encodable"),
+            b"a:0:{}"
+        );
+        let e = Session::decode(LaravelPhp, b"b:0;").expect_err("not an array");
+        assert_eq!(
+            e.kind,
+            DecodeErrorKind::Expected {
+                expected: "an array (`a:`): Laravel stores its attributes as one serialized array",
+                found: Some(b'b')
+            }
+        );
+    }
+
+    #[test]
+    fn laravel_json_round_trips_what_json_encode_writes() {
+        let stored = br#"{"_token":"abc","_previous":{"url":"http:\/\/localhost\/caf\u00e9"},"_flash":{"old":[],"new":["status"]},"status":"ok","7":1.5}"#;
+        let session = round_trip(LaravelJson, stored);
+        assert_eq!(
+            session
+                .get::<String>("_previous")
+                .map_err(|e| e.to_string()),
+            Err("invalid type: map, expected a string".to_owned())
+        );
+        let flash: std::collections::BTreeMap<String, Vec<String>> =
+            session.get("_flash").expect("a map").expect("set");
+        assert_eq!(flash["new"], ["status"]);
+        assert!(flash["old"].is_empty());
+        assert_eq!(session.get_value(7), Some(&Value::Float(1.5)));
+        assert_eq!(
+            session
+                .get_value("_previous")
+                .and_then(|p| p.get("url"))
+                .and_then(Value::as_bytes),
+            Some("http://localhost/café".as_bytes())
+        );
+        assert_eq!(Session::decode(LaravelJson, b""), Ok(Session::new()));
+        assert_eq!(
+            Session::new().encode(LaravelJson).expect("encodable"),
+            b"[]"
+        );
+    }
+
+    #[test]
+    fn laravel_json_refuses_what_is_not_an_object_and_what_json_cannot_hold() {
+        let e = Session::decode(LaravelJson, b" \"x\"").expect_err("a string");
+        assert_eq!(
+            (e.offset, e.kind),
+            (
+                1,
+                DecodeErrorKind::Expected {
+                    expected: "a JSON object: Laravel stores its attributes as one",
+                    found: Some(b'"')
+                }
+            )
+        );
+        let php = Session::decode(Php, b"a|i:1;b|R:1;").expect("valid");
+        assert_eq!(
+            php.encode(LaravelJson),
+            Err(EncodeError::NotJson { kind: "reference" })
         );
     }
 }
