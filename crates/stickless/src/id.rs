@@ -129,7 +129,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_length() {
-        assert_eq!(SessionId::parse(""), Err(InvalidSessionId::Length { len: 0 }));
+        assert_eq!(
+            SessionId::parse(""),
+            Err(InvalidSessionId::Length { len: 0 })
+        );
         assert_eq!(
             SessionId::parse(&"a".repeat(MAX_LEN + 1)),
             Err(InvalidSessionId::Length { len: MAX_LEN + 1 })

@@ -26,7 +26,8 @@ pub struct Cli {
     #[arg(long, env = "GATEWAY_SAVE_PATH", hide_env_values = true)]
     pub save_path: String,
 
-    /// The PHP pods' session.serialize_handler: php or php_serialize.
+    /// How the PHP side stores session data: its session.serialize_handler
+    /// (php or php_serialize), or laravel_php / laravel_json for Laravel.
     #[arg(long, env = "GATEWAY_SERIALIZE_HANDLER", default_value = "php")]
     pub serialize_handler: SerializeHandler,
 
