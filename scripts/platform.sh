@@ -206,6 +206,11 @@ cmd_run() {
   CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
   RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}
   local BINDS=("$REPO:$REPO") dir
+  # A PLATFORM_TARGET_DIR outside the workspace is bound in as well.
+  if [[ -n "${PLATFORM_TARGET_DIR:-}" && "$PLATFORM_TARGET_DIR" != "$REPO"/* ]]; then
+    mkdir -p "$PLATFORM_TARGET_DIR"
+    BINDS+=("$PLATFORM_TARGET_DIR:$PLATFORM_TARGET_DIR")
+  fi
   for dir in "$CARGO_HOME" "$RUSTUP_HOME"; do
     if [[ -d "$dir" ]]; then
       BINDS+=("$dir:$dir")
