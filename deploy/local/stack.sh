@@ -61,10 +61,14 @@
 #                      memcached: 127.0.0.1:{memcached_port};
 #                      files: $STACK_DIR/sessions/{pod} (created; for the files
 #                      handler the directory part, after any "N;" or "N;MODE;", is created)]
-#   POD_SESSION_INI    admin | none: set session.save_handler and save_path
-#                      with php_admin_value in every pool, or leave them to
-#                      php.ini and the application (see field/object.php); the
-#                      save path is in the pods' $STICKLESS_URL either way [admin]
+#   POD_SESSION_INI    admin | value | none: set session.save_handler and save_path
+#                      with php_admin_value in every pool (the application cannot
+#                      change them: its session_set_save_handler() is silently
+#                      ignored), with php_value (as php.ini sets them: the
+#                      application may, e.g. Symfony wrapping PHP's own handler in
+#                      its StrictSessionHandler), or leave them to php.ini and the
+#                      application (see field/object.php); the save path is in the
+#                      pods' $STICKLESS_URL either way [admin]
 #   PHP_DEFINES        extra "-d key=value" ini settings for the pods, space-separated
 #                      key=value words (e.g. "opcache.enable=0 session.gc_probability=0",
 #                      "redis.session.locking_enabled=1", "memcached.sess_locking=0")
@@ -91,6 +95,12 @@
 #                      read deploy/local/www and reach $STACK_DIR). The gateway runs
 #                      as the user running this script.
 #   READY_TIMEOUT      seconds to wait for each readiness condition [30]
+#   DOC_ROOT           the directory nginx serves and the pods run scripts from; it
+#                      must hold hello.php and healthz.php (the readiness probes; a
+#                      framework's public/ can require deploy/local/www's) [deploy/local/www]
+#   FRONT_CONTROLLER   a script in DOC_ROOT, e.g. index.php, that gets every request
+#                      for no file there, with its URI unchanged (REQUEST_URI /login,
+#                      SCRIPT_NAME /index.php), as routing frameworks expect [none: 404]
 #   PHP_FPM, PHP_CLI, NGINX, REDIS_SERVER, REDIS_CLI, MEMCACHED_SERVER   binaries
 #                      [php-fpm<V> (V: the version of PHP_CLI, e.g. 8.4) or php-fpm,
 #                      php, nginx, redis-server, redis-cli, memcached]
@@ -106,7 +116,9 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
-WWW_DIR="$SCRIPT_DIR/www"
+WWW_DIR=${DOC_ROOT:-$SCRIPT_DIR/www}
+[[ "$WWW_DIR" == /* ]] || WWW_DIR="$PWD/$WWW_DIR"
+WWW_DIR=${WWW_DIR%/}
 
 STACK_DIR=${STACK_DIR:-$REPO_ROOT/target/stack}
 # Where cargo put the extension and the gateway (CARGO_TARGET_DIR, relative
@@ -487,11 +499,17 @@ EOF
 # POD_SESSION_INI=none there are none: php.ini's default handler stays, and
 # the application picks its own (session_set_save_handler() with a
 # Stickless\SessionHandler object built from $STICKLESS_URL), which a
-# php_admin_value[session.save_handler] would silently override.
+# php_admin_value[session.save_handler] would silently override;
+# POD_SESSION_INI=value sets them as php.ini would (php_value), and the
+# application may change them.
 pod_session_lines() {
-  [[ "${POD_SESSION_INI:-admin}" == none ]] && return 0
-  printf 'php_admin_value[session.save_handler] = %s\n' "$(ini_quote "$SESSION_HANDLER")"
-  printf 'php_admin_value[session.save_path] = %s\n' "$(ini_quote "$(pod_save_path "$1")")"
+  local directive=php_admin_value
+  case "${POD_SESSION_INI:-admin}" in
+    none) return 0 ;;
+    value) directive=php_value ;;
+  esac
+  printf '%s[session.save_handler] = %s\n' "$directive" "$(ini_quote "$SESSION_HANDLER")"
+  printf '%s[session.save_path] = %s\n' "$directive" "$(ini_quote "$(pod_save_path "$1")")"
 }
 
 # pod_save_path POD -> session.save_path for POD: the ports substituted at
@@ -664,7 +682,9 @@ start_gateway() {
 }
 
 write_nginx_conf() {
-  local dir=$1 user_line="" upstreams="" l gateway_upstream="" api
+  local dir=$1 user_line="" upstreams="" l gateway_upstream="" api fallback="=404"
+  # A front controller gets what is not a file, with the query string.
+  [[ -z "$FRONT_CONTROLLER" ]] || fallback="/$FRONT_CONTROLLER\$is_args\$args"
   if [[ "$(id -u)" -eq 0 ]]; then
     # nginx only honours (and otherwise warns about) "user" when run as root.
     user_line="user $STACK_USER $STACK_GROUP;"
@@ -735,7 +755,7 @@ $gateway_upstream
         index index.php;
 
         location / {
-            try_files \$uri \$uri/ =404;
+            try_files \$uri \$uri/ $fallback;
         }
 
         location ^~ /api/ {
@@ -931,7 +951,7 @@ cmd_up() {
     *) PHP_EXTENSION=${PHP_EXTENSION-} ;;
   esac
   POD_SESSION_INI=${POD_SESSION_INI:-admin}
-  [[ "$POD_SESSION_INI" == admin || "$POD_SESSION_INI" == none ]] || die "POD_SESSION_INI must be admin or none"
+  [[ "$POD_SESSION_INI" =~ ^(admin|value|none)$ ]] || die "POD_SESSION_INI must be admin, value or none"
   PHP_NO_INI=${PHP_NO_INI:-0}
   PHP_BASE_ARGS=()
   case "$PHP_NO_INI" in
@@ -985,6 +1005,17 @@ cmd_up() {
     STACK_GROUP=$(id -gn)
   fi
   [[ -d "$WWW_DIR" ]] || die "missing $WWW_DIR"
+  local probe
+  for probe in hello.php healthz.php; do
+    [[ -f "$WWW_DIR/$probe" ]] || die "DOC_ROOT $WWW_DIR has no $probe (the readiness probes)"
+  done
+  FRONT_CONTROLLER=${FRONT_CONTROLLER:-}
+  FRONT_CONTROLLER=${FRONT_CONTROLLER#/}
+  if [[ -n "$FRONT_CONTROLLER" ]]; then
+    [[ "$FRONT_CONTROLLER" =~ ^[A-Za-z0-9_./-]+\.php$ && "$FRONT_CONTROLLER" != *..* ]] ||
+      die "FRONT_CONTROLLER must be a .php path inside DOC_ROOT, not '$FRONT_CONTROLLER'"
+    [[ -f "$WWW_DIR/$FRONT_CONTROLLER" ]] || die "FRONT_CONTROLLER: no $WWW_DIR/$FRONT_CONTROLLER"
+  fi
 
   if is_anything_running; then
     die "a stack is already running in $STACK_DIR; run '$0 down' first"
