@@ -2,6 +2,8 @@
 A lock held elsewhere: session_start() fails after lock_wait_ms, or opens read-only and refuses the write
 --INI--
 error_reporting=-1
+--SKIPIF--
+<?php if (ini_get('session.upload_progress.enabled')) die('skip switches session.* settings at run time, which PHP refuses while session.upload_progress.enabled is on'); ?>
 --FILE--
 <?php
 require __DIR__ . '/inc/setup.inc';

@@ -3,6 +3,8 @@ Stickless\SessionHandler serves session_set_save_handler() with the same URL and
 --INI--
 error_reporting=-1
 session.use_strict_mode=1
+--SKIPIF--
+<?php if (ini_get('session.upload_progress.enabled')) die('skip switches session.* settings at run time, which PHP refuses while session.upload_progress.enabled is on'); ?>
 --FILE--
 <?php
 require __DIR__ . '/inc/setup.inc';

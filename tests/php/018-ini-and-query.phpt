@@ -5,6 +5,8 @@ error_reporting=-1
 stickless.prefix=from-ini:
 stickless.lock_ttl_ms=7000
 stickless.strict_mode=0
+--SKIPIF--
+<?php if (ini_get('session.upload_progress.enabled')) die('skip switches session.* settings at run time, which PHP refuses while session.upload_progress.enabled is on'); ?>
 --FILE--
 <?php
 require __DIR__ . '/inc/setup.inc';

@@ -4,6 +4,11 @@ New session IDs honour session.sid_length and session.sid_bits_per_character, an
 error_reporting=-1
 session.sid_length=48
 session.sid_bits_per_character=6
+--SKIPIF--
+<?php
+if (PHP_VERSION_ID >= 80400) die('skip sets session.sid_length and session.sid_bits_per_character, deprecated as of PHP 8.4 (029 covers the defaults)');
+if (ini_get('session.upload_progress.enabled')) die('skip switches session.* settings at run time, which PHP refuses while session.upload_progress.enabled is on');
+?>
 --FILE--
 <?php
 require __DIR__ . '/inc/setup.inc';

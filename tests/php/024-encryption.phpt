@@ -2,6 +2,8 @@
 Encryption at rest: turned on without logging anyone out, nothing readable in Redis, keys rotate
 --INI--
 error_reporting=-1
+--SKIPIF--
+<?php if (ini_get('session.upload_progress.enabled')) die('skip switches session.* settings at run time, which PHP refuses while session.upload_progress.enabled is on'); ?>
 --FILE--
 <?php
 require __DIR__ . '/inc/setup.inc';

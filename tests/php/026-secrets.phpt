@@ -2,6 +2,8 @@
 Passwords and keys come from env: or file:, and never show in phpinfo() or in warnings
 --INI--
 error_reporting=-1
+--SKIPIF--
+<?php if (ini_get('session.upload_progress.enabled')) die('skip switches session.* settings at run time, which PHP refuses while session.upload_progress.enabled is on'); ?>
 --FILE--
 <?php
 require __DIR__ . '/inc/setup.inc';

@@ -2,6 +2,8 @@
 Session IDs as PHP's files handler accepts them: an application's short session_id('abc') works with strict mode off, and strict mode replaces an unknown short ID instead of failing
 --INI--
 error_reporting=-1
+--SKIPIF--
+<?php if (ini_get('session.upload_progress.enabled')) die('skip switches session.* settings at run time, which PHP refuses while session.upload_progress.enabled is on'); ?>
 --FILE--
 <?php
 require __DIR__ . '/inc/setup.inc';
