@@ -34,7 +34,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use redis::Value;
 use stickless::scripts::{AcquireReply, CommitReply};
 use stickless::{
-    Config, Envelope, KeyRing, Loaded, OpenMode, Opened, SessionId, SessionKeys, Store,
+    Config, Envelope, KeyRing, Loaded, OpenMode, Opened, Sealing, SessionId, SessionKeys, Store,
 };
 use support::RedisServer;
 
@@ -84,12 +84,13 @@ fn envelope(c: &mut Criterion) {
     for (len, label) in SIZES {
         let env = Envelope::new(payload(len), NOW_MS).next(payload(len), NOW_MS + 1);
         let plain = env.encode();
-        let sealed = env.clone().seal(Some(&ring), &tag).expect("seal");
+        let keyed = Sealing {
+            keys: Some(&ring),
+            ..Sealing::PLAIN
+        };
+        let sealed = env.clone().seal(&keyed, &tag).expect("seal");
         assert_eq!(Envelope::decode(&plain).as_ref(), Ok(&env));
-        assert_eq!(
-            Envelope::open(&sealed, Some(&ring), &tag).as_ref(),
-            Ok(&env)
-        );
+        assert_eq!(Envelope::open(&sealed, &keyed, &tag).as_ref(), Ok(&env));
         group.throughput(Throughput::Bytes(len as u64));
 
         group.bench_with_input(BenchmarkId::new("encode", label), &env, |b, env| {
@@ -103,12 +104,12 @@ fn envelope(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("seal", label), &env, |b, env| {
             b.iter_batched(
                 || env.clone(),
-                |env| env.seal(Some(&ring), black_box(&tag)),
+                |env| env.seal(&keyed, black_box(&tag)),
                 BatchSize::SmallInput,
             )
         });
         group.bench_with_input(BenchmarkId::new("open", label), &sealed, |b, bytes| {
-            b.iter(|| Envelope::open(black_box(bytes), Some(&ring), black_box(&tag)))
+            b.iter(|| Envelope::open(black_box(bytes), &keyed, black_box(&tag)))
         });
     }
     group.finish();

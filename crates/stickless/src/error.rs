@@ -30,7 +30,7 @@ pub enum CorruptKind {
     #[error("envelope version {0} is not supported by this build; upgrade stickless")]
     UnsupportedVersion(u8),
     /// Uses a feature (compression, encryption) this build does not have.
-    #[error("envelope flags {0:#x} are not supported by this build")]
+    #[error("envelope flags {0:#x} are not supported by this build; upgrade stickless")]
     UnsupportedFlags(u32),
     /// Truncated or damaged.
     #[error("the envelope is damaged: {0}")]
@@ -46,6 +46,26 @@ pub enum CorruptKind {
     /// Encrypted, but this store has no keys.
     #[error("encrypted, but no encryption_keys are configured")]
     NoKeys,
+    /// A compressed payload that does not decompress (damaged, or its
+    /// length prefix does not match).
+    #[error("its {codec}-compressed payload is damaged: {reason}")]
+    Decompression {
+        /// `zstd` or `lz4`.
+        codec: &'static str,
+        /// What the codec reported.
+        reason: String,
+    },
+    /// A compressed payload that would expand past `max_size`: a damaged
+    /// value, a decompression bomb, or a writer with a larger `max_size`.
+    #[error(
+        "its compressed payload expands to {size} bytes, over max_size {limit}; raise max_size if a writer with a larger one stored it"
+    )]
+    DecompressedTooLarge {
+        /// The plain size the value claims.
+        size: usize,
+        /// This reader's `max_size`.
+        limit: usize,
+    },
     /// Authentication failed: tampered, truncated, or copied from another session.
     #[error("failed authentication: tampered with, truncated, or copied from another session")]
     Undecryptable,

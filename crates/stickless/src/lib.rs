@@ -68,6 +68,7 @@
 pub mod aio;
 mod blocking;
 pub mod cluster;
+mod compress;
 pub mod config;
 mod connect;
 mod crypto;
@@ -86,7 +87,8 @@ mod token;
 pub use blocking::Store;
 pub use config::{Config, ConfigError, Durability, OnLockTimeout, Settings};
 pub use crypto::{KeyRing, KeyRingError};
-pub use envelope::Envelope;
+pub use compress::Compression;
+pub use envelope::{Envelope, Sealing};
 pub use error::{CorruptKind, Error, InvalidSessionId, LostReason};
 pub use id::SessionId;
 pub use keys::SessionKeys;

@@ -5,8 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::crypto::KeyRing;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Sealing};
 use crate::error::{CorruptKind, Error};
 use crate::keeper::Claim;
 use crate::keys::SessionKeys;
@@ -38,10 +37,10 @@ pub enum Loaded {
 }
 
 impl Loaded {
-    pub(crate) fn from_stored(stored: Option<&[u8]>, ring: Option<&KeyRing>, tag: &str) -> Self {
+    pub(crate) fn from_stored(stored: Option<&[u8]>, how: &Sealing<'_>, tag: &str) -> Self {
         match stored {
             None => Self::Empty,
-            Some(bytes) => match Envelope::open(bytes, ring, tag) {
+            Some(bytes) => match Envelope::open(bytes, how, tag) {
                 Ok(env) => Self::Data(env),
                 Err(kind) => Self::Corrupt(kind),
             },

@@ -303,12 +303,12 @@ pub(crate) fn ms(d: Duration) -> u64 {
 
 /// A stored value as the caller sees it: decrypted and checked.
 pub(crate) fn loaded(s: &Settings, stored: Option<&[u8]>, keys: &SessionKeys) -> Loaded {
-    Loaded::from_stored(stored, s.encryption_keys.as_ref(), keys.tag())
+    Loaded::from_stored(stored, &s.sealing(), keys.tag())
 }
 
-/// An envelope as stored: encrypted when keys are configured.
+/// An envelope as stored: compressed and encrypted as configured.
 pub(crate) fn seal(s: &Settings, envelope: Envelope, keys: &SessionKeys) -> Result<Vec<u8>, Error> {
-    envelope.seal(s.encryption_keys.as_ref(), keys.tag())
+    envelope.seal(&s.sealing(), keys.tag())
 }
 
 /// The session locked by `claim`, holding what was `stored`.

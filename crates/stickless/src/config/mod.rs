@@ -405,11 +405,28 @@ mod tests {
             ("redis://h?tls_ca=/ca.pem", "rediss://"),
             ("redis://h?durability=all", "`primary` or `replica`"),
             ("redis://h?budget_ms=0", "`budget_ms`"),
+            ("redis://h?compression=gzip", "`zstd`, `lz4` or `none`"),
+            (
+                "redis://h?compression_threshold=1k",
+                "`compression_threshold`",
+            ),
         ];
         for (url, needle) in cases {
             let err = Config::parse(url).unwrap_err().to_string();
             assert!(err.contains(needle), "{url}: {err}");
         }
+    }
+
+    #[test]
+    fn compression_is_off_by_default_and_set_by_the_query() {
+        let cfg = Config::parse("redis://h").unwrap();
+        assert_eq!(cfg.settings.compression, crate::Compression::None);
+        assert_eq!(cfg.settings.compression_threshold, 1024);
+        let cfg = Config::parse("redis://h?compression=ZSTD&compression_threshold=0").unwrap();
+        assert_eq!(cfg.settings.compression, crate::Compression::Zstd);
+        assert_eq!(cfg.settings.compression_threshold, 0);
+        let cfg = Config::parse("redis://h?compression=lz4").unwrap();
+        assert_eq!(cfg.settings.compression, crate::Compression::Lz4);
     }
 
     #[test]

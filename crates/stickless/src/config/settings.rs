@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{ConfigError, Secret};
+use crate::compress::Compression;
 use crate::crypto::KeyRing;
 
 /// What to do when the lock wait runs out.
@@ -68,6 +69,11 @@ pub struct Settings {
     pub max_waiters: u32,
     /// Keys for encryption at rest; `None` stores payloads in clear.
     pub encryption_keys: Option<KeyRing>,
+    /// The codec payloads are compressed with before they are encrypted.
+    /// Reads decode every codec whatever this says.
+    pub compression: Compression,
+    /// Payloads shorter than this many bytes are stored uncompressed.
+    pub compression_threshold: usize,
     /// ACL user name when the URL carries none.
     pub username: Option<String>,
     /// Redis password when the URL carries none (read from `env:` or `file:`).
@@ -96,6 +102,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("max_size", "4194304"),
     ("max_waiters", "32"),
     ("encryption_keys", ""),
+    ("compression", "none"),
+    ("compression_threshold", "1024"),
     ("username", ""),
     ("password", ""),
     ("sentinel_username", ""),
@@ -121,6 +129,8 @@ impl Default for Settings {
             max_size: 0,
             max_waiters: 0,
             encryption_keys: None,
+            compression: Compression::None,
+            compression_threshold: 0,
             username: None,
             password: None,
             sentinel_username: None,
@@ -181,6 +191,17 @@ impl Settings {
                     .ok_or_else(|| invalid(name, value, "a count from 1 to 100000"))?;
             }
             "strict_mode" => self.strict_mode = flag(name, value)?,
+            "compression" => {
+                self.compression = Compression::parse(&value.to_ascii_lowercase())
+                    .ok_or_else(|| invalid(name, value, "`zstd`, `lz4` or `none`"))?;
+            }
+            "compression_threshold" => {
+                self.compression_threshold = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n <= 512 * 1024 * 1024)
+                    .ok_or_else(|| invalid(name, value, "bytes from 0 to 536870912"))?;
+            }
             "encryption_keys" => {
                 self.encryption_keys =
                     match resolve_secret(name, value)? {
