@@ -11,18 +11,25 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use redis::{ErrorKind, RedisError, ServerErrorKind};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, Script, ServerErrorKind, Value};
 
 use crate::cluster::{SlotMap, redirect_target};
 use crate::config::{Endpoint, HostPort, Topology};
 use crate::error::Error;
+use crate::scripts::Call;
 
 /// First pause before retrying a server that is busy or failing over; it
 /// doubles up to `MAX_PAUSE`.
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
 const MAX_PAUSE: Duration = Duration::from_millis(200);
-/// Redirections followed by one step before it gives up (a slot that keeps
-/// moving is a cluster being resharded in a loop, not a failover).
+/// Pauses while a slot migrates (`TRYAGAIN`). Moving one slot's keys takes
+/// milliseconds, and asking again costs the node one error reply, so these
+/// stay short: a step should not sleep long past the end of the move.
+const FIRST_SETTLE: Duration = Duration::from_millis(2);
+const MAX_SETTLE: Duration = Duration::from_millis(50);
+/// Redirections followed in a row, with no pause between them, before a
+/// step gives up: nodes that keep sending each other the step disagree
+/// about the slot, and only a pause (or a fresh map) can change that.
 const MAX_REDIRECTS: u32 = 5;
 
 /// The topology's current view.
@@ -224,12 +231,203 @@ impl Failed {
         ))
     }
 
-    /// Every candidate failed; `what` names the question asked.
+    /// Every candidate failed; `what` names the question asked. With no
+    /// reasons, the budget ran out before anyone could be asked.
     pub fn everywhere(what: &'static str, why: Vec<String>) -> Self {
-        Self::routing(
-            RedisError::from((ErrorKind::Io, what, why.join("; "))),
-            true,
-        )
+        let why = if why.is_empty() {
+            "budget_ms was spent before any node could be asked".to_owned()
+        } else {
+            why.join("; ")
+        };
+        Self::routing(RedisError::from((ErrorKind::Io, what, why)), true)
+    }
+}
+
+/// What one step sends: a command, a pipeline, or a script call (with a
+/// command pipelined after it, the `WAIT` of a durable write).
+#[derive(Clone, Copy)]
+pub(crate) enum Op<'a> {
+    Cmd(&'a Cmd),
+    /// A script alone; replies the script's own reply.
+    Script(&'a Call),
+    Pipe(&'a Pipeline),
+    /// Replies `[script, then]` (`then`'s reply `Nil` when there is none).
+    Call {
+        first: &'a Call,
+        /// Sent instead of `first` on every later attempt.
+        resend: &'a Call,
+        then: Option<&'a Cmd>,
+    },
+}
+
+/// A step's commands and the replies each has had so far.
+///
+/// During a slot migration every key is on the source node or on the
+/// importing one, and the source answers `ASK` for each key it no longer
+/// has (or never had). So each command is resent on its own, after
+/// `ASKING`, to the node its `ASK` names, and a reply already received is
+/// kept: sending the whole step to the importing node would read a session
+/// there before its keys have arrived, and an empty read followed by a
+/// write would replace the real session.
+pub(crate) struct Batch<'a> {
+    op: Op<'a>,
+    replies: Vec<Option<Value>>,
+    /// Loads of scripts a node did not know, so a node that keeps
+    /// forgetting them (flushed in a loop) cannot hold the step forever.
+    loads: u32,
+}
+
+/// What the replies of one send call for.
+pub(crate) enum Taken {
+    /// Every command has its reply.
+    Complete,
+    /// The node does not know this script: load it there and send again.
+    /// Nothing ran: an unknown script is refused before any effect.
+    Load(&'static Script),
+    /// The error that decides the next attempt ([`Attempts::absorb`]).
+    Failed(RedisError),
+}
+
+impl<'a> Batch<'a> {
+    pub fn new(op: Op<'a>) -> Self {
+        let len = match op {
+            Op::Cmd(_) | Op::Script(_) => 1,
+            Op::Pipe(pipe) => pipe.len(),
+            Op::Call { then, .. } => 1 + usize::from(then.is_some()),
+        };
+        Self {
+            op,
+            replies: vec![None; len],
+            loads: 0,
+        }
+    }
+
+    /// The commands still without a reply, each after `ASKING` when
+    /// `asking` (the flag holds for one command only), and their indices.
+    /// `retried`: not the step's first attempt.
+    pub fn pipeline(&self, asking: bool, retried: bool) -> (Pipeline, Vec<usize>) {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let mut sent = Vec::with_capacity(self.replies.len());
+        for (i, reply) in self.replies.iter().enumerate() {
+            if reply.is_some() {
+                continue;
+            }
+            if asking && !self.keyless(i) {
+                pipe.cmd("ASKING").ignore();
+            }
+            pipe.add_command(self.command(i, retried));
+            sent.push(i);
+        }
+        (pipe, sent)
+    }
+
+    fn command(&self, i: usize, retried: bool) -> Cmd {
+        match self.op {
+            Op::Cmd(cmd) => cmd.clone(),
+            Op::Script(call) => call.cmd(),
+            Op::Pipe(pipe) => pipe.cmd_iter().nth(i).cloned().unwrap_or_default(),
+            Op::Call {
+                first,
+                resend,
+                then,
+            } => match (i, then) {
+                (0, _) if retried => resend.cmd(),
+                (0, _) => first.cmd(),
+                (_, Some(then)) => then.clone(),
+                (_, None) => Cmd::default(),
+            },
+        }
+    }
+
+    /// A command without keys (`WAIT`) needs no `ASKING`, and counts the
+    /// replicas of the write before it on the node that took that write: it
+    /// is answered only together with that write.
+    fn keyless(&self, i: usize) -> bool {
+        let name = |cmd: &Cmd| {
+            cmd.args_iter().next().is_some_and(
+                |arg| matches!(arg, redis::Arg::Simple(name) if name.eq_ignore_ascii_case(b"WAIT")),
+            )
+        };
+        i > 0
+            && match self.op {
+                Op::Cmd(_) | Op::Script(_) => false,
+                Op::Pipe(pipe) => pipe.cmd_iter().nth(i).is_some_and(name),
+                Op::Call { .. } => true,
+            }
+    }
+
+    fn script(&self, i: usize) -> Option<&'static Script> {
+        match self.op {
+            Op::Call { first, .. } | Op::Script(first) if i == 0 => Some(first.script()),
+            _ => None,
+        }
+    }
+
+    /// Takes the replies to the commands `sent` (as [`pipeline`](Self::pipeline)
+    /// listed them) and says what they call for.
+    pub fn take(&mut self, sent: &[usize], replies: Vec<Value>) -> Taken {
+        let mut failed: Option<RedisError> = None;
+        let mut load = None;
+        for (&i, reply) in sent.iter().zip(replies) {
+            match reply {
+                Value::ServerError(err) => {
+                    let err = RedisError::from(err);
+                    if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) {
+                        load = load.or(self.script(i));
+                    }
+                    // Any other error decides before an `ASK`: the step is
+                    // paused or ended anyway, and the `ASK` comes again.
+                    let ask = err.kind() == ErrorKind::Server(ServerErrorKind::Ask);
+                    let replaces = failed.as_ref().is_none_or(|f| {
+                        f.kind() == ErrorKind::Server(ServerErrorKind::Ask) && !ask
+                    });
+                    if replaces {
+                        failed = Some(err);
+                    }
+                }
+                other => {
+                    if let Some(slot) = self.replies.get_mut(i) {
+                        *slot = Some(other);
+                    }
+                }
+            }
+        }
+        for i in 1..self.replies.len() {
+            if self.keyless(i) && self.replies[i - 1].is_none() {
+                self.replies[i] = None;
+            }
+        }
+        match (load, failed) {
+            (Some(script), _) if self.loads < 2 => {
+                self.loads += 1;
+                Taken::Load(script)
+            }
+            (_, Some(err)) => Taken::Failed(err),
+            (None, None) if self.replies.iter().all(Option::is_some) => Taken::Complete,
+            (_, None) => Taken::Failed(RedisError::from((
+                ErrorKind::Client,
+                "the server sent fewer replies than commands",
+            ))),
+        }
+    }
+
+    /// The replies, shaped as the step expects: the command's own reply, a
+    /// pipeline's array, or `[script, then]`.
+    pub fn into_reply(self) -> Value {
+        let mut replies: Vec<Value> = self
+            .replies
+            .into_iter()
+            .map(|r| r.unwrap_or(Value::Nil))
+            .collect();
+        match self.op {
+            Op::Cmd(_) | Op::Script(_) => replies.pop().unwrap_or(Value::Nil),
+            Op::Pipe(_) => Value::Array(replies),
+            Op::Call { .. } => {
+                replies.resize(2, Value::Nil);
+                Value::Array(replies)
+            }
+        }
     }
 }
 
@@ -251,8 +449,21 @@ pub(crate) struct Attempts {
     redirects: u32,
     resent: bool,
     pause: Duration,
+    settle: Duration,
+    /// Attempts a slot migration refused (`TRYAGAIN`), for the message.
+    pub migrating: u32,
     /// The node an `ASK` redirection sent the next attempt to.
     pub asking: Option<Endpoint>,
+}
+
+/// What `decide` found, before the budget has its say.
+enum Verdict {
+    Now,
+    /// A failover or a busy node: back off.
+    Pause,
+    /// A slot migration in progress: ask again shortly.
+    Settle,
+    GiveUp,
 }
 
 impl Attempts {
@@ -267,6 +478,8 @@ impl Attempts {
             redirects: 0,
             resent: false,
             pause: FIRST_PAUSE,
+            settle: FIRST_SETTLE,
+            migrating: 0,
             asking: None,
         }
     }
@@ -299,21 +512,28 @@ impl Attempts {
         let next = self.decide(failed, routing, slot);
         let drop_node = !matches!(failed.err.kind(), ErrorKind::Server(_)) || demoted(&failed.err);
         let next = match next {
-            Next::GiveUp => Next::GiveUp,
+            Verdict::GiveUp => Next::GiveUp,
             _ if self.left().is_zero() => Next::GiveUp,
-            Next::Pause(_) => {
+            Verdict::Pause => {
                 let pause = self.pause.min(self.left());
                 self.pause = (self.pause * 2).min(MAX_PAUSE);
+                self.redirects = 0;
                 Next::Pause(pause)
             }
-            Next::Now => Next::Now,
+            Verdict::Settle => {
+                let pause = self.settle.min(self.left());
+                self.settle = (self.settle * 2).min(MAX_SETTLE);
+                self.redirects = 0;
+                Next::Pause(pause)
+            }
+            Verdict::Now => Next::Now,
         };
         (next, drop_node)
     }
 
-    fn decide(&mut self, failed: &Failed, routing: &mut Routing, slot: u16) -> Next {
+    fn decide(&mut self, failed: &Failed, routing: &mut Routing, slot: u16) -> Verdict {
         if failed.exhausted {
-            return Next::GiveUp;
+            return Verdict::GiveUp;
         }
         let err = &failed.err;
         let can_fail_over = routing.can_fail_over();
@@ -322,49 +542,57 @@ impl Attempts {
             // node would say the same, so asking again only burns the budget.
             ErrorKind::AuthenticationFailed
             | ErrorKind::InvalidClientConfig
-            | ErrorKind::Server(ServerErrorKind::NoPerm) => Next::GiveUp,
+            | ErrorKind::Server(ServerErrorKind::NoPerm) => Verdict::GiveUp,
             ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask) => {
                 self.redirects += 1;
                 if self.redirects > MAX_REDIRECTS {
-                    return Next::GiveUp;
+                    return Verdict::GiveUp;
                 }
                 let target = err
                     .redirect_node()
                     .and_then(|(addr, _)| redirect_target(addr));
                 let ask = err.kind() == ErrorKind::Server(ServerErrorKind::Ask);
                 match (target, ask, routing) {
+                    // For the commands that were refused only, and this
+                    // once: the slot still belongs to the node that said it.
                     (Some(to), true, _) => self.asking = Some(Endpoint::Tcp(to)),
                     (Some(to), false, Routing::Cluster { map: Some(map), .. }) => {
                         map.moved(slot, to);
                     }
                     (_, _, routing) => routing.stale(),
                 }
-                Next::Now
+                Verdict::Now
+            }
+            // A script whose keys are split between the two nodes of a
+            // migrating slot, or partly absent on the importing one: the
+            // slot map is right, the move just has to finish.
+            ErrorKind::Server(ServerErrorKind::TryAgain) => {
+                self.migrating += 1;
+                Verdict::Settle
             }
             ErrorKind::Server(
-                ServerErrorKind::TryAgain
-                | ServerErrorKind::ClusterDown
+                ServerErrorKind::ClusterDown
                 | ServerErrorKind::MasterDown
                 | ServerErrorKind::BusyLoading,
             ) => {
                 routing.stale();
-                Next::Pause(FIRST_PAUSE)
+                Verdict::Pause
             }
             _ if demoted(err) => {
                 // A primary turned replica under us (failover).
                 routing.stale();
-                Next::Pause(FIRST_PAUSE)
+                Verdict::Pause
             }
             _ if err.is_timeout() => {
                 if can_fail_over {
                     // The node may be hung; its peers may already have
                     // elected a new primary.
                     routing.stale();
-                    Next::Now
+                    Verdict::Now
                 } else {
                     // A hung standalone server will not answer a second
                     // send either: give the caller its budget back.
-                    Next::GiveUp
+                    Verdict::GiveUp
                 }
             }
             _ if err.is_io_error()
@@ -376,15 +604,15 @@ impl Attempts {
                     // idle timeout, failover behind a stable address).
                     self.resent = true;
                     routing.stale();
-                    Next::Now
+                    Verdict::Now
                 } else if can_fail_over {
                     routing.stale();
-                    Next::Pause(FIRST_PAUSE)
+                    Verdict::Pause
                 } else {
-                    Next::GiveUp
+                    Verdict::GiveUp
                 }
             }
-            _ => Next::GiveUp,
+            _ => Verdict::GiveUp,
         }
     }
 
@@ -425,6 +653,13 @@ impl Attempts {
                 io_timeout.as_millis()
             ),
         };
+        if e.kind() == ErrorKind::Server(ServerErrorKind::TryAgain) {
+            cause.push_str(
+                "; the session's slot was being moved between nodes for the whole budget \
+                 (a slot's move normally takes milliseconds: see `redis-cli --cluster check` \
+                 for a migration left open)",
+            );
+        }
         if let (Some(Endpoint::Tcp(node)), true) = (&failed.node, routing.can_fail_over()) {
             cause = format!("node {node}: {cause}");
         }
@@ -739,5 +974,248 @@ mod tests {
             next(&mut attempts, &mut cluster_routing(), &unresolved()),
             "now"
         );
+    }
+
+    fn server_error(code: &str, detail: &str) -> Value {
+        // Parsed as redis-rs parses a reply line.
+        let line = format!("-{code} {detail}\r\n");
+        redis::parse_redis_value(line.as_bytes()).unwrap()
+    }
+
+    fn ask(port: u16) -> Value {
+        server_error("ASK", &format!("42 127.0.0.1:{port}"))
+    }
+
+    fn names(pipe: &Pipeline) -> Vec<String> {
+        pipe.cmd_iter()
+            .map(|cmd| match cmd.args_iter().next() {
+                Some(redis::Arg::Simple(name)) => String::from_utf8_lossy(name).into_owned(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    fn lock_pipeline() -> Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg("{t}:lock").arg("tok").arg("NX");
+        pipe.cmd("GET").arg("{t}:data");
+        pipe
+    }
+
+    #[test]
+    fn an_ask_in_a_pipeline_resends_only_the_refused_command_after_asking() {
+        let pipe = lock_pipeline();
+        let mut batch = Batch::new(Op::Pipe(&pipe));
+        let (first, sent) = batch.pipeline(false, false);
+        assert_eq!(names(&first), ["SET", "GET"]);
+        // The lock was free on the source, so it is created on the
+        // importing node; the data has not moved yet and is read where it is.
+        let taken = batch.take(
+            &sent,
+            vec![ask(7002), Value::BulkString(b"stored".to_vec())],
+        );
+        let Taken::Failed(err) = taken else {
+            panic!("an ASK must lead to another attempt")
+        };
+        let mut routing = cluster_routing();
+        let mut attempts = Attempts::new(Duration::from_secs(1), Duration::ZERO);
+        let f = failed(err, false);
+        assert_eq!(next(&mut attempts, &mut routing, &f), "now");
+        assert_eq!(
+            attempts.asking,
+            Some(Endpoint::Tcp(HostPort::new("127.0.0.1", 7002)))
+        );
+        let (second, sent) = batch.pipeline(true, true);
+        assert_eq!(
+            names(&second),
+            ["ASKING", "SET"],
+            "the GET is not sent again"
+        );
+        assert!(matches!(
+            batch.take(&sent, vec![Value::Okay]),
+            Taken::Complete
+        ));
+        assert_eq!(
+            batch.into_reply(),
+            Value::Array(vec![Value::Okay, Value::BulkString(b"stored".to_vec())])
+        );
+    }
+
+    #[test]
+    fn a_read_goes_to_the_importing_node_only_after_the_source_sent_it_there() {
+        let pipe = lock_pipeline();
+        let mut batch = Batch::new(Op::Pipe(&pipe));
+        let (_, sent) = batch.pipeline(false, false);
+        // The lock is held on the source (SET NX says nil), the data moved.
+        assert!(matches!(
+            batch.take(&sent, vec![Value::Nil, ask(7002)]),
+            Taken::Failed(_)
+        ));
+        let (second, _) = batch.pipeline(true, true);
+        assert_eq!(names(&second), ["ASKING", "GET"]);
+    }
+
+    #[test]
+    fn a_wait_travels_with_the_write_it_counts() {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg("{t}:data").arg("v").arg("NX");
+        pipe.cmd("WAIT").arg(1).arg(100);
+        let mut batch = Batch::new(Op::Pipe(&pipe));
+        let (_, sent) = batch.pipeline(false, false);
+        // The source has no such key: the write goes to the importing node,
+        // and so must the WAIT, which needs no ASKING of its own.
+        assert!(matches!(
+            batch.take(&sent, vec![ask(7002), Value::Int(1)]),
+            Taken::Failed(_)
+        ));
+        let (second, sent) = batch.pipeline(true, true);
+        assert_eq!(names(&second), ["ASKING", "SET", "WAIT"]);
+        assert!(matches!(
+            batch.take(&sent, vec![Value::Okay, Value::Int(1)]),
+            Taken::Complete
+        ));
+    }
+
+    #[test]
+    fn moved_in_a_pipeline_updates_the_map_and_resends_everything_unanswered() {
+        let pipe = lock_pipeline();
+        let mut batch = Batch::new(Op::Pipe(&pipe));
+        let (_, sent) = batch.pipeline(false, false);
+        let moved = || server_error("MOVED", "42 127.0.0.1:7001");
+        let Taken::Failed(err) = batch.take(&sent, vec![moved(), moved()]) else {
+            panic!("MOVED must lead to another attempt")
+        };
+        let mut routing = cluster_routing();
+        let mut attempts = Attempts::new(Duration::from_secs(1), Duration::ZERO);
+        assert_eq!(
+            next(&mut attempts, &mut routing, &failed(err, false)),
+            "now"
+        );
+        assert_eq!(attempts.asking, None);
+        assert_eq!(
+            routing.known(42),
+            Some(Endpoint::Tcp(HostPort::new("127.0.0.1", 7001)))
+        );
+        let (second, _) = batch.pipeline(false, true);
+        assert_eq!(names(&second), ["SET", "GET"]);
+    }
+
+    fn call(resent: bool) -> Call {
+        Call::new(&crate::scripts::RELEASE_SCRIPT)
+            .key("{t}:lock")
+            .arg(u8::from(resent))
+    }
+
+    #[test]
+    fn a_script_refused_during_a_migration_is_retried_shortly_without_rereading_the_map() {
+        let (first, resend) = (call(false), call(true));
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(1).arg(100);
+        let mut batch = Batch::new(Op::Call {
+            first: &first,
+            resend: &resend,
+            then: Some(&wait),
+        });
+        let (_, sent) = batch.pipeline(false, false);
+        let tryagain = server_error("TRYAGAIN", "Multiple keys request during rehashing of slot");
+        let Taken::Failed(err) = batch.take(&sent, vec![tryagain, Value::Int(0)]) else {
+            panic!("TRYAGAIN must lead to another attempt")
+        };
+        let mut routing = cluster_routing();
+        let mut attempts = Attempts::new(Duration::from_secs(1), Duration::ZERO);
+        let f = failed(err, false);
+        let (next, _) = attempts.absorb(&f, &mut routing, 42);
+        let Next::Pause(pause) = next else {
+            panic!("TRYAGAIN pauses")
+        };
+        assert!(pause <= MAX_SETTLE, "{pause:?}");
+        assert!(routing.known(42).is_some(), "the map is still right");
+        assert_eq!(attempts.migrating, 1);
+        // The later attempt sends the resend variant, and the WAIT again.
+        let (second, sent) = batch.pipeline(false, true);
+        assert_eq!(
+            second.cmd_iter().next().map(Cmd::get_packed_command),
+            Some(resend.cmd().get_packed_command())
+        );
+        assert_eq!(sent, [0, 1]);
+    }
+
+    #[test]
+    fn a_migration_that_keeps_refusing_is_retried_until_the_budget_not_the_redirect_limit() {
+        let mut routing = cluster_routing();
+        let mut attempts = Attempts::new(Duration::from_millis(300), Duration::ZERO);
+        let ask = || {
+            failed(
+                RedisError::from((
+                    ErrorKind::Server(ServerErrorKind::Ask),
+                    "ASK",
+                    "42 127.0.0.1:7002".to_owned(),
+                )),
+                false,
+            )
+        };
+        let tryagain = || {
+            failed(
+                RedisError::from((ErrorKind::Server(ServerErrorKind::TryAgain), "TRYAGAIN")),
+                false,
+            )
+        };
+        // Source: ASK; importing node: TRYAGAIN; over and over, each pair
+        // one attempt at the slot. Far more than MAX_REDIRECTS pairs fit.
+        for _ in 0..(3 * MAX_REDIRECTS) {
+            assert_eq!(next(&mut attempts, &mut routing, &ask()), "now");
+            assert_eq!(next(&mut attempts, &mut routing, &tryagain()), "pause");
+        }
+        let f = tryagain();
+        let message = match attempts.unavailable(
+            &f,
+            "redis+cluster://h:1",
+            &routing,
+            (
+                Duration::from_millis(500),
+                Duration::from_millis(1000),
+                Duration::from_millis(300),
+            ),
+        ) {
+            Error::Unavailable { cause, .. } => cause,
+            other => panic!("{other}"),
+        };
+        assert!(message.contains("being moved between nodes"), "{message}");
+    }
+
+    #[test]
+    fn a_script_unknown_to_the_node_is_loaded_and_sent_again() {
+        let first = call(false);
+        let mut batch = Batch::new(Op::Script(&first));
+        let (_, sent) = batch.pipeline(true, false);
+        let noscript = server_error("NOSCRIPT", "No matching script.");
+        assert!(matches!(
+            batch.take(&sent, vec![noscript.clone()]),
+            Taken::Load(_)
+        ));
+        // After ASKING again: the flag held for the refused call only.
+        let (second, sent) = batch.pipeline(true, false);
+        assert_eq!(names(&second), ["ASKING", "EVALSHA"]);
+        assert!(matches!(
+            batch.take(&sent, vec![noscript.clone()]),
+            Taken::Load(_)
+        ));
+        // A node that keeps forgetting it ends the step.
+        let (_, sent) = batch.pipeline(true, false);
+        assert!(matches!(
+            batch.take(&sent, vec![noscript]),
+            Taken::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn a_short_reply_is_never_taken_for_an_answer() {
+        let pipe = lock_pipeline();
+        let mut batch = Batch::new(Op::Pipe(&pipe));
+        let (_, sent) = batch.pipeline(false, false);
+        assert!(matches!(
+            batch.take(&sent, vec![Value::Okay]),
+            Taken::Failed(_)
+        ));
     }
 }

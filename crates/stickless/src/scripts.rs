@@ -25,9 +25,7 @@
 
 use std::sync::LazyLock;
 
-use redis::{
-    Cmd, ConnectionLike, ErrorKind, RedisResult, Script, ServerErrorKind, ToRedisArgs, Value,
-};
+use redis::{Cmd, Script, ToRedisArgs, Value};
 
 use crate::error::{Error, LostReason};
 
@@ -39,23 +37,35 @@ use crate::error::{Error, LostReason};
 /// commands, as cheap as the uncontended case can be. (A baton left from an
 /// earlier reservation that nobody claimed expires with its claim window; a
 /// waiter that pops it only checks in once more.)
+///
+/// No script touches a key again after it may have emptied it (a `ZREM`, a
+/// `ZREMRANGEBYSCORE`, an `LPOP`): while the session's slot migrates, the
+/// node it runs on has every declared key (or it would have refused the
+/// call with `TRYAGAIN` or `ASK`), but treats a key that is missing now as
+/// one that already moved, and stops the script halfway with "Script
+/// attempted to access a non local key". So counts come from the replies
+/// of the commands that change them, and the baton list is trimmed to one
+/// element, never deleted and refilled. `queued` is the number of entries
+/// in the queue when the caller knows it (nil: ask).
 const HANDOFF: &str = r"
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function handoff(lock, queue, wake, claim_ms)
-  if redis.call('EXISTS', queue) == 1 then
-    redis.call('ZREMRANGEBYSCORE', queue, '-inf', now_ms())
-    if redis.call('ZCARD', queue) > 0 then
-      redis.call('SET', lock, '~', 'PX', claim_ms)
-      redis.call('DEL', wake)
-      redis.call('RPUSH', wake, '1')
-      redis.call('PEXPIRE', wake, claim_ms)
-      return
-    end
+local function handoff(lock, queue, wake, claim_ms, queued)
+  if queued == nil then queued = redis.call('ZCARD', queue) end
+  if queued > 0 then
+    queued = queued - redis.call('ZREMRANGEBYSCORE', queue, '-inf', now_ms())
+  end
+  if queued > 0 then
+    redis.call('SET', lock, '~', 'PX', claim_ms)
+    redis.call('LPUSH', wake, '1')
+    redis.call('LTRIM', wake, 0, 0)
+    redis.call('PEXPIRE', wake, claim_ms)
+    return true
   end
   redis.call('DEL', lock)
+  return false
 end
 ";
 
@@ -66,6 +76,9 @@ end
 ///        `{2, nap_ms}` busy (registered: block for that long),
 ///        `{2, pttl, data|nil}` busy on the final try (not registered),
 ///        `{3}` busy and `max_waiters` live waiters registered already.
+///
+/// A baton nobody popped is taken (`LPOP`) only as the last use of the
+/// list: a strict-mode hand-off first trims it to the one baton it passes on.
 const ACQUIRE: &str = r"
 local token = ARGV[1]
 local owner = redis.call('GET', KEYS[2])
@@ -74,19 +87,27 @@ if owner and owner ~= '~' and owner ~= token
   -- Held by a request that gave up on the server (ABANDON ran first).
   owner = false
 end
-if owner == '~' and (ARGV[7] == '1' or redis.call('LPOP', KEYS[4])) then
+local unclaimed = false
+if owner == '~' and ARGV[7] ~= '1' then
+  unclaimed = redis.call('LLEN', KEYS[4]) > 0
+end
+if owner == '~' and (ARGV[7] == '1' or unclaimed) then
   -- Reserved by a hand-off: ours if we popped the baton, or if nobody
   -- blocked was there to pop it.
   owner = false
 end
 if owner == false or owner == token then
-  redis.call('ZREM', KEYS[3], token)
+  local queued = redis.call('ZCARD', KEYS[3])
+  if queued > 0 then queued = queued - redis.call('ZREM', KEYS[3], token) end
   local data = redis.call('GET', KEYS[1])
   if data == false and ARGV[3] == '1' then
     -- Strict mode on a missing session: take nothing, pass the turn on.
-    handoff(KEYS[2], KEYS[3], KEYS[4], ARGV[6])
+    if not handoff(KEYS[2], KEYS[3], KEYS[4], ARGV[6], queued) and unclaimed then
+      redis.call('LPOP', KEYS[4])
+    end
     return {0}
   end
+  if unclaimed then redis.call('LPOP', KEYS[4]) end
   redis.call('SET', KEYS[2], token, 'PX', ARGV[2])
   return {1, data}
 end
@@ -95,16 +116,21 @@ if ARGV[4] == '1' then
   return {2, redis.call('PTTL', KEYS[2]), redis.call('GET', KEYS[1])}
 end
 local now = now_ms()
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-if not redis.call('ZSCORE', KEYS[3], token)
-   and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[8]) then
-  return {3}
-end
 local nap = tonumber(ARGV[5])
 local pttl = redis.call('PTTL', KEYS[2])
 if pttl > 0 and pttl < nap then nap = pttl end
 local alive = nap + tonumber(ARGV[9])
+local seen = redis.call('ZSCORE', KEYS[3], token)
+local known = seen and tonumber(seen) > now
+-- Registered before the expired entries go, so the queue never empties
+-- in between (see HANDOFF): our own entry outlives `now`.
 redis.call('ZADD', KEYS[3], now + alive, token)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if not known and redis.call('ZCARD', KEYS[3]) > tonumber(ARGV[8]) then
+  -- Others remain after this, so the queue is not emptied.
+  redis.call('ZREM', KEYS[3], token)
+  return {3}
+end
 if redis.call('PTTL', KEYS[3]) < alive then redis.call('PEXPIRE', KEYS[3], alive) end
 return {2, nap}
 ";
@@ -196,11 +222,12 @@ return 0
 /// buffer), possibly after this script. So the token is also voided: a lock
 /// it takes later counts as free (see `ACQUIRE`). Reply: `{1}`.
 const ABANDON: &str = r"
-redis.call('ZREM', KEYS[2], ARGV[1])
+local queued = redis.call('ZCARD', KEYS[2])
+if queued > 0 then queued = queued - redis.call('ZREM', KEYS[2], ARGV[1]) end
 redis.call('SADD', KEYS[4], ARGV[1])
 redis.call('PEXPIRE', KEYS[4], ARGV[3])
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  handoff(KEYS[1], KEYS[2], KEYS[3], ARGV[2])
+  handoff(KEYS[1], KEYS[2], KEYS[3], ARGV[2], queued)
 end
 return {1}
 ";
@@ -244,7 +271,8 @@ impl Call {
         self
     }
 
-    fn cmd(&self) -> Cmd {
+    /// The `EVALSHA` of this call.
+    pub(crate) fn cmd(&self) -> Cmd {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(self.script.get_hash())
             .arg(self.keys.len())
@@ -253,65 +281,9 @@ impl Call {
         cmd
     }
 
-    /// Runs the script, then `then` in the same round trip when given (the
-    /// `WAIT` of a durable write), and returns both replies.
-    pub(crate) fn run(
-        &self,
-        con: &mut dyn ConnectionLike,
-        then: Option<&Cmd>,
-    ) -> RedisResult<(Value, Value)> {
-        let send = |con: &mut dyn ConnectionLike| -> RedisResult<(Value, Value)> {
-            match then {
-                None => Ok((self.cmd().query(con)?, Value::Nil)),
-                Some(then) => redis::pipe()
-                    .add_command(self.cmd())
-                    .add_command(then.clone())
-                    .query(con),
-            }
-        };
-        match send(con) {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                // Nothing ran: a script the server does not know is refused
-                // before any effect.
-                self.script.load(con)?;
-                send(con)
-            }
-            other => other,
-        }
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl Call {
-    /// [`run`](Self::run) on an async connection.
-    pub(crate) async fn run_async(
-        &self,
-        con: &mut impl redis::aio::ConnectionLike,
-        then: Option<&Cmd>,
-    ) -> RedisResult<(Value, Value)> {
-        for loaded in [false, true] {
-            let sent = match then {
-                None => self
-                    .cmd()
-                    .query_async::<Value>(con)
-                    .await
-                    .map(|v| (v, Value::Nil)),
-                Some(then) => {
-                    redis::pipe()
-                        .add_command(self.cmd())
-                        .add_command(then.clone())
-                        .query_async(con)
-                        .await
-                }
-            };
-            match sent {
-                Err(e) if !loaded && e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    self.script.load_async(con).await?;
-                }
-                other => return other,
-            }
-        }
-        unreachable!("the second pass always returns")
+    /// The script, to load on a node that does not know it (`NOSCRIPT`).
+    pub(crate) fn script(&self) -> &'static Script {
+        self.script
     }
 }
 

@@ -6,11 +6,12 @@
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use super::link::{Op, Use};
+use super::link::Use;
 use super::{Inner, Store};
 use crate::cluster::slot;
 use crate::keeper::{Job, Keeping};
 use crate::keys::SessionKeys;
+use crate::route::Op;
 use crate::scripts::{self, Call};
 use crate::steps;
 
@@ -71,11 +72,6 @@ impl Store {
 
     /// The script's reply, or None when the node did not answer.
     async fn once(&self, keys: &SessionKeys, call: &Call) -> Option<redis::Value> {
-        let op = Op::Call {
-            first: call,
-            resend: call,
-            then: None,
-        };
         let ran = self
             .inner
             .link
@@ -83,13 +79,10 @@ impl Store {
                 slot(keys.tag()),
                 Use::Command,
                 std::time::Duration::ZERO,
-                op,
+                Op::Script(call),
             )
             .await
             .ok()?;
-        match ran.value {
-            redis::Value::Array(mut replies) if !replies.is_empty() => Some(replies.swap_remove(0)),
-            _ => None,
-        }
+        Some(ran.value)
     }
 }

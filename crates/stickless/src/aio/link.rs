@@ -17,8 +17,7 @@ use crate::cluster::SlotMap;
 use crate::config::{Config, Endpoint, HostPort, Server, Topology};
 use crate::connect::{self, Role, is_primary};
 use crate::error::Error;
-use crate::route::{Attempts, Failed, Next, Phase, Routing};
-use crate::scripts::Call;
+use crate::route::{Attempts, Batch, Failed, Next, Op, Phase, Routing, Taken};
 
 /// The value of a step, and whether it took more than one attempt.
 pub(super) struct Ran<T> {
@@ -51,39 +50,6 @@ impl managed::Manager for Quiet {
 
 type Pool = managed::Pool<Quiet>;
 type Connection = Object<Quiet>;
-
-/// What one step sends. An enum rather than a closure: the futures stay
-/// `Send` without boxing, and a resend can pick a different message.
-#[derive(Clone, Copy)]
-pub(super) enum Op<'a> {
-    Cmd(&'a redis::Cmd),
-    Pipe(&'a redis::Pipeline),
-    /// A script, with `then` pipelined after it; replies `[script, then]`.
-    Call {
-        first: &'a Call,
-        /// Sent instead of `first` on every later attempt.
-        resend: &'a Call,
-        then: Option<&'a redis::Cmd>,
-    },
-}
-
-impl Op<'_> {
-    async fn send(self, con: &mut MultiplexedConnection, attempt: u32) -> RedisResult<Value> {
-        match self {
-            Self::Cmd(cmd) => cmd.query_async(con).await,
-            Self::Pipe(pipe) => pipe.query_async(con).await,
-            Self::Call {
-                first,
-                resend,
-                then,
-            } => {
-                let call = if attempt <= 1 { first } else { resend };
-                let (a, b) = call.run_async(con, then).await?;
-                Ok(Value::Array(vec![a, b]))
-            }
-        }
-    }
-}
 
 /// A connection with a command in flight. Dropped before [`done`](Self::done)
 /// (a timeout, a broken connection, or the caller's future cancelled
@@ -181,13 +147,15 @@ impl Link {
         op: Op<'_>,
     ) -> Result<Ran<Value>, Error> {
         let mut attempts = Attempts::new(self.budget, wait);
+        let mut batch = Batch::new(op);
         loop {
             attempts.count += 1;
             let asking = attempts.asking.take();
-            let failed = match self.attempt(slot, used, asking, wait, &attempts, op).await {
-                Ok(value) => {
+            let sent = self.attempt(slot, used, asking, wait, &attempts, &mut batch);
+            let failed = match sent.await {
+                Ok(()) => {
                     return Ok(Ran {
-                        value,
+                        value: batch.into_reply(),
                         retried: attempts.count > 1,
                     });
                 }
@@ -219,6 +187,9 @@ impl Link {
         }
     }
 
+    /// One attempt: what is still unanswered goes to `asking` (after
+    /// `ASKING`) or to the slot's owner; a script the node does not know is
+    /// loaded there and the step sent again, within the attempt.
     async fn attempt(
         &self,
         slot: u16,
@@ -226,8 +197,8 @@ impl Link {
         asking: Option<Endpoint>,
         wait: Duration,
         attempts: &Attempts,
-        op: Op<'_>,
-    ) -> Result<Value, Failed> {
+        batch: &mut Batch<'_>,
+    ) -> Result<(), Failed> {
         let is_asking = asking.is_some();
         let node = match asking {
             Some(node) => node,
@@ -235,42 +206,62 @@ impl Link {
         };
         let mut con = InFlight(Some(self.checkout(&node, used, attempts).await?));
         let reused = Object::metrics(con.get()).recycle_count > 0;
-        let reply_budget = attempts
-            .left()
-            .saturating_sub(wait)
-            .min(self.io_timeout)
-            .max(Duration::from_millis(1));
-        self.round_trips
-            .fetch_add(1 + u64::from(is_asking), Ordering::Relaxed);
-        let sent = timeout(reply_budget + wait, async {
-            let con = con.get();
-            if is_asking {
-                redis::cmd("ASKING").query_async::<()>(&mut **con).await?;
-            }
-            op.send(con, attempts.count).await
-        })
-        .await;
-        match sent {
-            Ok(Ok(value)) => {
-                con.done();
-                Ok(value)
-            }
-            Ok(Err(err)) => {
-                if matches!(err.kind(), ErrorKind::Server(_)) {
-                    con.done();
+        loop {
+            let reply_budget = attempts
+                .left()
+                .saturating_sub(wait)
+                .min(self.io_timeout)
+                .max(Duration::from_millis(1));
+            let (pipe, sent) = batch.pipeline(is_asking, attempts.count > 1);
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+            let replies = timeout(
+                reply_budget + wait,
+                pipe.query_async::<Vec<Value>>(&mut **con.get()),
+            )
+            .await;
+            let replies = match replies {
+                Ok(Ok(replies)) => replies,
+                // Broken: `con` keeps it out of the pool.
+                Ok(Err(err)) => return Err(Failed::at(err, &node, Phase::Reply, reused)),
+                Err(_) => {
+                    // The reply may still arrive later, out of turn for the
+                    // next user: `con` never hands this connection out again.
+                    return Err(Failed::at(
+                        timed_out("no reply within timeout_ms"),
+                        &node,
+                        Phase::Reply,
+                        reused,
+                    ));
                 }
-                // Otherwise broken: `con` keeps it out of the pool.
-                Err(Failed::at(err, &node, Phase::Reply, reused))
-            }
-            Err(_) => {
-                // The reply may still arrive later, out of turn for the
-                // next user: `con` never hands this connection out again.
-                Err(Failed::at(
-                    timed_out("no reply within timeout_ms"),
-                    &node,
-                    Phase::Reply,
-                    reused,
-                ))
+            };
+            let script = match batch.take(&sent, replies) {
+                Taken::Complete => {
+                    con.done();
+                    return Ok(());
+                }
+                Taken::Failed(err) => {
+                    // A server's refusal leaves the connection in step.
+                    con.done();
+                    return Err(Failed::at(err, &node, Phase::Reply, reused));
+                }
+                Taken::Load(script) => script,
+            };
+            let budget = attempts
+                .left()
+                .min(self.io_timeout)
+                .max(Duration::from_millis(1));
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+            match timeout(budget, script.load_async(&mut **con.get())).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => return Err(Failed::at(err, &node, Phase::Reply, reused)),
+                Err(_) => {
+                    return Err(Failed::at(
+                        timed_out("no reply within timeout_ms"),
+                        &node,
+                        Phase::Reply,
+                        reused,
+                    ));
+                }
             }
         }
     }

@@ -59,11 +59,12 @@ use crate::error::Error;
 use crate::keeper::{Claim, Keeping};
 use crate::keys::SessionKeys;
 use crate::php::SerializeHandler;
+use crate::route::Op;
 use crate::scripts::{self, Call, DestroyReply};
 use crate::session::{Committed, Lease, Loaded, OpenMode, Opened, check_size, now_ms};
 use crate::steps::{self, Acquired, Created, FreeLock, OnFree};
 use crate::token::LockToken;
-use link::{Link, Op, Ran, Use};
+use link::{Link, Ran, Use};
 
 /// PHP's default `session.gc_maxlifetime`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(1440);

@@ -15,6 +15,7 @@ use crate::cluster::slot;
 use crate::config::Config;
 use crate::keeper::{Claim, Job, Keeping};
 use crate::keys::SessionKeys;
+use crate::route::Op;
 use crate::scripts;
 use crate::steps;
 use crate::token::LockToken;
@@ -128,9 +129,9 @@ fn run(keeping: &Keeping, config: &Config) {
                 Job::Renew(keys, token) => {
                     let call = steps::renew(&keys, &token, s);
                     let outcome = link
-                        .run(slot(keys.tag()), |con| call.run(con, None))
+                        .run(slot(keys.tag()), Op::Script(&call))
                         .map_err(|_| ())
-                        .and_then(|ran| scripts::parse_renewed(&ran.value.0).map_err(|_| ()));
+                        .and_then(|ran| scripts::parse_renewed(&ran.value).map_err(|_| ()));
                     let mut ledger = keeping.ledger();
                     match outcome {
                         Ok(true) => {}
@@ -141,11 +142,9 @@ fn run(keeping: &Keeping, config: &Config) {
                 Job::Abandon(keys, token) => {
                     let call = steps::abandon(&keys, &token, s);
                     let outcome = link
-                        .run(slot(keys.tag()), |con| call.run(con, None))
+                        .run(slot(keys.tag()), Op::Script(&call))
                         .map_err(|_| ())
-                        .and_then(|ran| {
-                            scripts::parse_done("abandon", &ran.value.0).map_err(|_| ())
-                        });
+                        .and_then(|ran| scripts::parse_done("abandon", &ran.value).map_err(|_| ()));
                     let mut ledger = keeping.ledger();
                     match outcome {
                         Ok(()) => ledger.abandoned(&token),

@@ -27,7 +27,7 @@ use crate::cluster::SlotMap;
 use crate::config::{Config, Endpoint, HostPort, Server, Topology};
 use crate::connect::{self, Role};
 use crate::error::Error;
-use crate::route::{Attempts, Failed, Limit, Next, Phase, Routing};
+use crate::route::{Attempts, Batch, Failed, Limit, Next, Op, Phase, Routing, Taken};
 use deadline::{Deadlined, Timeouts};
 use dial::{Dialing, Plan};
 
@@ -135,32 +135,29 @@ impl Link {
         self.round_trips
     }
 
-    /// Runs `step` on the node serving `slot`, within `budget_ms`.
-    pub fn run<T>(
-        &mut self,
-        slot: u16,
-        step: impl FnMut(&mut dyn ConnectionLike) -> RedisResult<T>,
-    ) -> Result<Ran<T>, Error> {
-        self.run_waiting(slot, Duration::ZERO, step)
+    /// Runs `op` on the node serving `slot`, within `budget_ms`.
+    pub fn run(&mut self, slot: u16, op: Op<'_>) -> Result<Ran<Value>, Error> {
+        self.run_waiting(slot, Duration::ZERO, op)
     }
 
     /// Like [`run`](Self::run), for a command the server holds back for up
     /// to `wait` on purpose (BLPOP, WAIT): the reply budget grows by that much.
-    pub fn run_waiting<T>(
+    pub fn run_waiting(
         &mut self,
         slot: u16,
         wait: Duration,
-        mut step: impl FnMut(&mut dyn ConnectionLike) -> RedisResult<T>,
-    ) -> Result<Ran<T>, Error> {
+        op: Op<'_>,
+    ) -> Result<Ran<Value>, Error> {
         self.forget_if_forked();
         let mut attempts = Attempts::new(self.budget, wait);
+        let mut batch = Batch::new(op);
         loop {
             attempts.count += 1;
             let asking = attempts.asking.take();
-            let failed = match self.attempt(slot, asking, wait, &attempts, &mut step) {
-                Ok(value) => {
+            let failed = match self.attempt(slot, asking, wait, &attempts, &mut batch) {
+                Ok(()) => {
                     return Ok(Ran {
-                        value,
+                        value: batch.into_reply(),
                         retried: attempts.count > 1,
                     });
                 }
@@ -186,15 +183,17 @@ impl Link {
         }
     }
 
-    /// One attempt: find the node, connect if needed, send.
-    fn attempt<T>(
+    /// One attempt: find the node, connect if needed, send what is still
+    /// unanswered (loading a script the node does not know, and sending
+    /// again, within the attempt).
+    fn attempt(
         &mut self,
         slot: u16,
         asking: Option<Endpoint>,
         wait: Duration,
         attempts: &Attempts,
-        step: &mut impl FnMut(&mut dyn ConnectionLike) -> RedisResult<T>,
-    ) -> Result<T, Failed> {
+        batch: &mut Batch<'_>,
+    ) -> Result<(), Failed> {
         let is_asking = asking.is_some();
         let node = match asking {
             Some(node) => node,
@@ -205,23 +204,46 @@ impl Link {
             let fresh = self.open(&node, Role::Data, attempts)?;
             self.nodes.insert(node.clone(), fresh);
         }
-        let limit = attempts.limit(self.io_timeout + wait);
-        let Some(entry) = self.nodes.get_mut(&node) else {
-            unreachable!("inserted just above");
-        };
-        self.round_trips += 1 + u64::from(is_asking);
-        let exchanged = entry.exchange(limit, |con| {
-            if is_asking {
-                redis::cmd("ASKING").query::<()>(con)?;
+        loop {
+            let limit = attempts.limit(self.io_timeout + wait);
+            let Some(entry) = self.nodes.get_mut(&node) else {
+                // Dropped after a broken exchange: the step retries.
+                return Err(Failed::at(
+                    timed_out("the connection broke".into()),
+                    &node,
+                    Phase::Reply,
+                    reused,
+                ));
+            };
+            let (pipe, sent) = batch.pipeline(is_asking, attempts.count > 1);
+            self.round_trips += 1;
+            let exchanged = entry.exchange(limit, |con| pipe.query::<Vec<Value>>(con));
+            if exchanged.broken {
+                self.nodes.remove(&node);
             }
-            step(con)
-        });
-        if exchanged.broken {
-            self.nodes.remove(&node);
+            let replies = exchanged
+                .result
+                .map_err(|err| Failed::at(err, &node, Phase::Reply, reused).within(limit))?;
+            let load = match batch.take(&sent, replies) {
+                Taken::Complete => return Ok(()),
+                Taken::Failed(err) => {
+                    return Err(Failed::at(err, &node, Phase::Reply, reused).within(limit));
+                }
+                Taken::Load(script) => script,
+            };
+            let limit = attempts.limit(self.io_timeout);
+            let Some(entry) = self.nodes.get_mut(&node) else {
+                continue;
+            };
+            self.round_trips += 1;
+            let exchanged = entry.exchange(limit, |con| load.load(con));
+            if exchanged.broken {
+                self.nodes.remove(&node);
+            }
+            exchanged
+                .result
+                .map_err(|err| Failed::at(err, &node, Phase::Reply, reused).within(limit))?;
         }
-        exchanged
-            .result
-            .map_err(|err| Failed::at(err, &node, Phase::Reply, reused).within(limit))
     }
 
     /// The node serving `slot`, asking the sentinels or reading the slot

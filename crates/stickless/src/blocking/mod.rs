@@ -20,6 +20,7 @@ use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::keeper::Claim;
 use crate::keys::SessionKeys;
+use crate::route::Op;
 use crate::scripts::{self, Call, DestroyReply};
 use crate::session::{Committed, Lease, Loaded, OpenMode, Opened, check_size, now_ms};
 use crate::steps::{self, Acquired, Created, FreeLock, OnFree};
@@ -119,10 +120,7 @@ impl Store {
         // waits. Resending is safe: a `SET NX` that landed makes the lock
         // ours, which `ACQUIRE` recognises by the token.
         let pipe = steps::take_free_lock(keys, token, s);
-        let reply = self
-            .link
-            .run(slot(keys.tag()), |con| pipe.query::<Value>(con))?
-            .value;
+        let reply = self.link.run(slot(keys.tag()), Op::Pipe(&pipe))?.value;
         match steps::free_lock(reply)? {
             FreeLock::Taken(stored) => {
                 let give_back = steps::on_free(mode, stored.as_deref(), keys);
@@ -164,7 +162,7 @@ impl Store {
                     let cmd = steps::wait_for_wake(keys, nap);
                     let baton = self
                         .link
-                        .run_waiting(slot(keys.tag()), nap, |con| cmd.query::<Value>(con))?;
+                        .run_waiting(slot(keys.tag()), nap, Op::Cmd(&cmd))?;
                     woken = steps::woken(&baton.value);
                 }
             }
@@ -174,13 +172,9 @@ impl Store {
     /// Reads `id` without locking: one round trip, always from the primary.
     pub fn load(&mut self, id: &SessionId) -> Result<Loaded, Error> {
         let keys = self.keys(id);
-        let key = keys.data();
-        let reply = self
-            .link
-            .run(slot(keys.tag()), |con| {
-                redis::cmd("GET").arg(&key).query::<Value>(con)
-            })?
-            .value;
+        let mut get = redis::cmd("GET");
+        get.arg(keys.data());
+        let reply = self.link.run(slot(keys.tag()), Op::Cmd(&get))?.value;
         let stored: Option<Vec<u8>> = steps::reply_as("load", reply)?;
         Ok(steps::loaded(
             &self.config.settings,
@@ -221,8 +215,7 @@ impl Store {
         let first = steps::commit(&lease, &envelope, ttl, s, false);
         let resend = steps::commit(&lease, &envelope, ttl, s, true);
         let wait = steps::replica_wait(s);
-        let pick = |attempt: usize| if attempt == 0 { &first } else { &resend };
-        let ran = self.fenced_run(&lease, pick, wait.as_ref())?;
+        let ran = self.script(&lease.keys, &first, &resend, wait.as_ref())?;
         let replicated = steps::replicated(&self.config.settings, &lease.keys, &ran.value.1);
         let outcome = steps::committed(&lease, &ran.value.0);
         lease.settle(self.link.pid());
@@ -244,7 +237,9 @@ impl Store {
     }
 
     fn ending(&mut self, lease: Lease, call: &Call) -> Result<(), Error> {
-        let ran = self.fenced_run(&lease, |_| call, None)?;
+        // A lease whose step got no reply is dropped unsettled by `?`, so
+        // its token is cleared in the background.
+        let ran = self.script(&lease.keys, call, call, None)?;
         lease.settle(self.link.pid());
         scripts::parse_done("release", &ran.value.0)
     }
@@ -282,17 +277,16 @@ impl Store {
         let envelope = steps::seal(s, Envelope::new(payload, now_ms()), &keys)?;
         let pipe = steps::create(&keys, &envelope, ttl, s);
         let slot = slot(keys.tag());
-        let ran = self.link.run_waiting(slot, steps::wait_budget(s), |con| {
-            pipe.query::<Vec<Value>>(con)
-        })?;
-        match steps::created(&ran.value, ran.retried, &keys, &self.config.settings)? {
+        let ran = self
+            .link
+            .run_waiting(slot, steps::wait_budget(s), Op::Pipe(&pipe))?;
+        let replies: Vec<Value> = steps::reply_as("create", ran.value)?;
+        match steps::created(&replies, ran.retried, &keys, &self.config.settings)? {
             Created::Done => Ok(()),
             Created::Check => {
-                let key = keys.data();
-                let reply = self
-                    .link
-                    .run(slot, |con| redis::cmd("GET").arg(&key).query::<Value>(con))?
-                    .value;
+                let mut get = redis::cmd("GET");
+                get.arg(keys.data());
+                let reply = self.link.run(slot, Op::Cmd(&get))?.value;
                 let stored: Option<Vec<u8>> = steps::reply_as("create", reply)?;
                 steps::own_create(&keys, stored.as_deref(), &envelope)
             }
@@ -306,22 +300,16 @@ impl Store {
         call: &Call,
         then: Option<&Cmd>,
     ) -> Result<Ran<(Value, Value)>, Error> {
-        let wait = if then.is_some() {
-            steps::wait_budget(&self.config.settings)
-        } else {
-            Duration::ZERO
-        };
-        self.link
-            .run_waiting(slot(keys.tag()), wait, |con| call.run(con, then))
+        self.script(keys, call, call, then)
     }
 
-    /// Runs a step that ends `lease`; `pick(attempt)` chooses what each
-    /// attempt sends. A lease whose step got no reply is dropped unsettled
-    /// by the caller's `?`, so its token is cleared in the background.
-    fn fenced_run<'c>(
+    /// Runs `first`, and `resend` on any later attempt (a commit that may
+    /// have been applied already compares what is stored).
+    fn script(
         &mut self,
-        lease: &Lease,
-        pick: impl Fn(usize) -> &'c Call,
+        keys: &SessionKeys,
+        first: &Call,
+        resend: &Call,
         then: Option<&Cmd>,
     ) -> Result<Ran<(Value, Value)>, Error> {
         let wait = if then.is_some() {
@@ -329,11 +317,15 @@ impl Store {
         } else {
             Duration::ZERO
         };
-        let mut attempt = 0;
-        self.link.run_waiting(slot(lease.keys.tag()), wait, |con| {
-            let call = pick(attempt);
-            attempt += 1;
-            call.run(con, then)
+        let op = Op::Call {
+            first,
+            resend,
+            then,
+        };
+        let ran = self.link.run_waiting(slot(keys.tag()), wait, op)?;
+        Ok(Ran {
+            value: steps::reply_as("script", ran.value)?,
+            retried: ran.retried,
         })
     }
 }

@@ -44,6 +44,11 @@ impl Store {
         self.runtime.block_on(self.store.load(id))
     }
 
+    #[allow(dead_code)] // aio_migration.rs counts them; aio.rs does not.
+    pub fn round_trips(&self) -> u64 {
+        self.store.round_trips()
+    }
+
     pub fn background(&self) -> (usize, usize) {
         self.store.background()
     }
