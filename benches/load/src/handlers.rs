@@ -33,6 +33,12 @@ pub fn all(extension: &Path) -> Vec<Handler> {
         name,
         env: vec![
             ("SESSION_HANDLER", "redis".into()),
+            // stack.sh's default, spelt out so that --rtt-ms can point it
+            // at the delay proxy.
+            (
+                "SESSION_SAVE_PATH",
+                "tcp://127.0.0.1:{redis_port}?prefix=bench:".into(),
+            ),
             (
                 "PHP_DEFINES",
                 // phpredis's own defaults otherwise: what its users get.
@@ -47,6 +53,7 @@ pub fn all(extension: &Path) -> Vec<Handler> {
             "stickless-encrypted",
             "&encryption_keys=bench:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
         ),
+        stickless("stickless-zstd", "&compression=zstd"),
         phpredis("phpredis-lock", 1),
         phpredis("phpredis-nolock", 0),
         Handler {

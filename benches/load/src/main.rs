@@ -7,12 +7,15 @@
 //! `target/bench/`.
 
 mod client;
+mod delay_proxy;
 mod handlers;
 mod load;
 mod metrics;
 mod report;
 mod stack;
+mod stored;
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
@@ -21,10 +24,11 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::delay_proxy::DelayProxy;
 use crate::handlers::Handler;
 use crate::metrics::RedisSample;
 use crate::report::{CorrectnessRun, EndpointRun, Report};
-use crate::stack::Stack;
+use crate::stack::{Detour, Stack};
 
 /// The multi-pod session benchmark: stickless against phpredis, memcached
 /// and local files, side by side on the same machine.
@@ -53,9 +57,22 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "counter,read,big,slow,hello"
+        default_value = "counter,read,big,big-text,slow,hello"
     )]
     endpoints: Vec<String>,
+    /// Round trips between the pods and Redis, in ms, each run in turn: 0
+    /// is plain loopback; above 0 a delay proxy between them holds each
+    /// direction for half of it. Only Redis-backed handlers run above 0.
+    #[arg(long = "rtt-ms", value_delimiter = ',', default_value = "0,0.5")]
+    rtt_ms: Vec<f64>,
+    /// Endpoints loaded at round trips above 0 (the correctness cases run
+    /// at the first round trip listed only).
+    #[arg(long, value_delimiter = ',', default_value = "counter")]
+    rtt_endpoints: Vec<String>,
+    /// Handlers run at round trips above 0 (default: every Redis-backed
+    /// one; with --smoke, stickless and the baseline).
+    #[arg(long, value_delimiter = ',')]
+    rtt_handlers: Vec<String>,
     /// Users in the correctness runs.
     #[arg(long, default_value_t = 8)]
     users: u32,
@@ -81,6 +98,9 @@ fn main() -> ExitCode {
         args.connections = 4;
         args.users = 2;
         args.increments = 8;
+        if args.rtt_handlers.is_empty() {
+            args.rtt_handlers = vec!["stickless".into(), handlers::BASELINE.into()];
+        }
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -113,6 +133,9 @@ async fn run(args: &Args) -> Result<()> {
     if !extension.is_file() {
         bail!("{} is missing: run `make build` first", extension.display());
     }
+    if let Some(bad) = args.rtt_ms.iter().find(|r| !(0.0..=1000.0).contains(*r)) {
+        bail!("--rtt-ms {bad}: expected milliseconds from 0 to 1000");
+    }
     let mut handlers = handlers::all(&extension);
     if !args.handlers.is_empty() {
         for name in &args.handlers {
@@ -124,7 +147,25 @@ async fn run(args: &Args) -> Result<()> {
     }
     std::fs::create_dir_all(&args.out)?;
     let state = root.join(&args.out).join("stack");
-    let steps = u64::from(args.rounds) * handlers.len() as u64 * (args.endpoints.len() as u64 + 1);
+    let per_round: usize = handlers
+        .iter()
+        .map(|h| {
+            args.rtt_ms
+                .iter()
+                .enumerate()
+                .filter(|(_, rtt)| **rtt == 0.0 || delayed(args, h))
+                .map(|(i, rtt)| {
+                    let endpoints = if *rtt > 0.0 {
+                        &args.rtt_endpoints
+                    } else {
+                        &args.endpoints
+                    };
+                    endpoints.len() + usize::from(i == 0)
+                })
+                .sum::<usize>()
+        })
+        .sum();
+    let steps = u64::from(args.rounds) * per_round as u64;
     let bar = ProgressBar::new(steps).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -141,41 +182,54 @@ async fn run(args: &Args) -> Result<()> {
     };
     for round in 1..=args.rounds {
         for handler in &handlers {
-            bar.set_message(format!("round {round}: {} starting", handler.name));
-            let stack = Stack::up(&root, &state, handler, args.pods, args.workers)?;
-            for endpoint in &args.endpoints {
-                bar.set_message(format!("round {round}: {} /{endpoint}", handler.name));
-                report
-                    .endpoints
-                    .push(measure(args, &stack, handler, endpoint, round).await?);
-                bar.inc(1);
+            for (i, &rtt) in args.rtt_ms.iter().enumerate() {
+                if rtt > 0.0 && !delayed(args, handler) {
+                    continue;
+                }
+                let at = if rtt > 0.0 {
+                    format!(" at {rtt} ms RTT")
+                } else {
+                    String::new()
+                };
+                bar.set_message(format!("round {round}: {}{at} starting", handler.name));
+                let (proxy, via) = if rtt > 0.0 {
+                    let redis_port = free_port()?;
+                    let proxy = DelayProxy::start(
+                        SocketAddr::from((Ipv4Addr::LOCALHOST, redis_port)),
+                        Duration::from_secs_f64(rtt / 1000.0),
+                    )?;
+                    let proxy_port = proxy.addr().port();
+                    (
+                        Some(proxy),
+                        Some(Detour {
+                            redis_port,
+                            proxy_port,
+                        }),
+                    )
+                } else {
+                    (None, None)
+                };
+                let stack = Stack::up(&root, &state, handler, args.pods, args.workers, via)?;
+                let endpoints = if rtt > 0.0 {
+                    &args.rtt_endpoints
+                } else {
+                    &args.endpoints
+                };
+                for endpoint in endpoints {
+                    bar.set_message(format!("round {round}: {}{at} /{endpoint}", handler.name));
+                    report
+                        .endpoints
+                        .push(measure(args, &stack, handler, endpoint, rtt, round).await?);
+                    bar.inc(1);
+                }
+                if i == 0 {
+                    bar.set_message(format!("round {round}: {} correctness", handler.name));
+                    correctness(args, &stack, handler, round, &mut report).await?;
+                    bar.inc(1);
+                }
+                drop(stack);
+                drop(proxy);
             }
-            bar.set_message(format!("round {round}: {} correctness", handler.name));
-            for (endpoint, users, hold) in [
-                ("counter", args.users, None),
-                (
-                    "slow",
-                    args.users.min(args.pods * args.workers / 4).max(1),
-                    Some(Duration::from_millis(50)),
-                ),
-            ] {
-                let result = load::correctness(
-                    stack.port,
-                    &endpoint_path(endpoint),
-                    users,
-                    args.increments,
-                    4,
-                    hold,
-                )
-                .await?;
-                report.correctness.push(CorrectnessRun {
-                    handler: handler.name.to_owned(),
-                    round,
-                    result,
-                });
-            }
-            bar.inc(1);
-            drop(stack);
         }
     }
     bar.finish_and_clear();
@@ -183,11 +237,66 @@ async fn run(args: &Args) -> Result<()> {
     check(&report)
 }
 
+async fn correctness(
+    args: &Args,
+    stack: &Stack,
+    handler: &Handler,
+    round: u32,
+    report: &mut Report,
+) -> Result<()> {
+    for (endpoint, users, hold) in [
+        ("counter", args.users, None),
+        (
+            "slow",
+            args.users.min(args.pods * args.workers / 4).max(1),
+            Some(Duration::from_millis(50)),
+        ),
+    ] {
+        let result = load::correctness(
+            stack.port,
+            &endpoint_path(endpoint),
+            users,
+            args.increments,
+            4,
+            hold,
+        )
+        .await?;
+        report.correctness.push(CorrectnessRun {
+            handler: handler.name.to_owned(),
+            round,
+            result,
+        });
+    }
+    Ok(())
+}
+
+/// Whether `handler` runs at round trips above 0. Without Redis there is
+/// nothing to put the proxy in front of.
+fn delayed(args: &Args, handler: &Handler) -> bool {
+    handler.redis
+        && (args.rtt_handlers.is_empty() || args.rtt_handlers.iter().any(|n| n == handler.name))
+}
+
+/// A free loopback port for a server started next (never 6379, the
+/// system's Redis).
+fn free_port() -> Result<u16> {
+    for _ in 0..8 {
+        let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port();
+        if port != 6379 {
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port")
+}
+
 async fn measure(
     args: &Args,
     stack: &Stack,
     handler: &Handler,
     endpoint: &str,
+    rtt: f64,
     round: u32,
 ) -> Result<EndpointRun> {
     let path = endpoint_path(endpoint);
@@ -216,19 +325,29 @@ async fn measure(
         }
         None => (None, None),
     };
-    let sent = if handler.redis {
-        Some(load::commands_sent(stack.port, stack.redis_port, &path, 20).await?)
+    // What Redis is sent and stores does not depend on the round trip.
+    let (sent, stored) = if handler.redis && rtt == 0.0 {
+        (
+            Some(load::commands_sent(stack.port, stack.redis_port, &path, 20).await?),
+            stored::per_session(stack.port, stack.redis_port, &path, 3).await?,
+        )
     } else {
-        None
+        (None, None)
     };
     Ok(EndpointRun {
         handler: handler.name.to_owned(),
-        endpoint: endpoint.to_owned(),
+        endpoint: if rtt > 0.0 {
+            format!("{endpoint} at {rtt} ms RTT")
+        } else {
+            endpoint.to_owned()
+        },
+        rtt_ms: rtt,
         round,
         throughput,
         redis_commands_per_request: commands,
         redis_commands_sent_per_request: sent,
         redis_cpu_us_per_request: redis_cpu,
+        stored,
         fpm_cpu_us_per_request: fpm_cpu as f64 / requests,
         worker_pss_kib: metrics::mean_pss_kib(&workers),
     })
@@ -288,6 +407,18 @@ fn check(report: &Report) -> Result<()> {
                 e.throughput.failed + e.throughput.errors
             ));
         }
+    }
+    // Every request takes at least one round trip to Redis, so a proxy that
+    // did not delay would show here, whichever handler.
+    for e in report
+        .endpoints
+        .iter()
+        .filter(|e| e.rtt_ms > 0.0 && e.throughput.p50_ms < e.rtt_ms)
+    {
+        broken.push(format!(
+            "{} /{}: p50 {:.2} ms is below the {} ms round trip: the delay proxy did not delay",
+            e.handler, e.endpoint, e.throughput.p50_ms, e.rtt_ms
+        ));
     }
     if broken.is_empty() {
         Ok(())

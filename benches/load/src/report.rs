@@ -10,12 +10,15 @@ use svg::node::element::{Line, Rectangle, Text};
 
 use crate::handlers::BASELINE;
 use crate::load::{Correctness, Throughput};
+use crate::stored::StoredSize;
 
 /// One endpoint measured for one handler in one round.
 #[derive(Debug, Clone, Serialize)]
 pub struct EndpointRun {
     pub handler: String,
     pub endpoint: String,
+    /// The round trip the delay proxy added between the pods and Redis.
+    pub rtt_ms: f64,
     pub round: u32,
     pub throughput: Throughput,
     pub redis_commands_per_request: Option<f64>,
@@ -24,6 +27,8 @@ pub struct EndpointRun {
     /// from above.
     pub redis_commands_sent_per_request: Option<f64>,
     pub redis_cpu_us_per_request: Option<f64>,
+    /// What one session written by this endpoint occupies in Redis.
+    pub stored: Option<StoredSize>,
     pub fpm_cpu_us_per_request: f64,
     pub worker_pss_kib: Option<u64>,
 }
@@ -71,6 +76,7 @@ struct Summary {
     commands: Option<f64>,
     sent: Option<f64>,
     redis_cpu: Option<f64>,
+    stored: Option<f64>,
     fpm_cpu: f64,
     pss_mib: Option<f64>,
 }
@@ -116,6 +122,7 @@ impl Report {
                         commands: pick(&|r| r.redis_commands_per_request),
                         sent: pick(&|r| r.redis_commands_sent_per_request),
                         redis_cpu: pick(&|r| r.redis_cpu_us_per_request),
+                        stored: pick(&|r| r.stored.map(|s| s.value_bytes as f64)),
                         fpm_cpu: pick(&|r| Some(r.fpm_cpu_us_per_request)).unwrap_or(0.0),
                         pss_mib: pick(&|r| r.worker_pss_kib.map(|k| k as f64 / 1024.0)),
                     },
@@ -136,11 +143,11 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "| endpoint | handler | req/s | × {BASELINE} | p50 ms | p99 ms | failed | Redis cmds run/req | cmds sent/req | Redis CPU µs/req | × {BASELINE} | php-fpm CPU µs/req | worker PSS MiB |"
+            "| endpoint | handler | req/s | × {BASELINE} | p50 ms | × {BASELINE} | p99 ms | failed | Redis cmds run/req | cmds sent/req | Redis CPU µs/req | × {BASELINE} | php-fpm CPU µs/req | worker PSS MiB | stored B/session | × {BASELINE} |"
         );
         let _ = writeln!(
             md,
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         let opt =
             |v: Option<f64>, digits: usize| v.map_or("–".to_owned(), |v| format!("{v:.digits$}"));
@@ -151,16 +158,20 @@ impl Report {
                     continue;
                 };
                 let ratio = base.map(|b| s.rps / b.rps);
-                let cpu_ratio = match (s.redis_cpu, base.and_then(|b| b.redis_cpu)) {
+                let of_base = |a: Option<f64>, b: Option<f64>| match (a, b) {
                     (Some(a), Some(b)) if b > 0.0 => Some(a / b),
                     _ => None,
                 };
+                let cpu_ratio = of_base(s.redis_cpu, base.and_then(|b| b.redis_cpu));
+                let p50_ratio = of_base(Some(s.p50), base.map(|b| b.p50));
+                let stored_ratio = of_base(s.stored, base.and_then(|b| b.stored));
                 let _ = writeln!(
                     md,
-                    "| {e} | {h} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {:.0} | {} |",
+                    "| {e} | {h} | {:.0} | {} | {:.2} | {} | {:.2} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
                     s.rps,
                     opt(ratio, 2),
                     s.p50,
+                    opt(p50_ratio, 2),
                     s.p99,
                     s.failed,
                     opt(s.commands, 1),
@@ -169,6 +180,8 @@ impl Report {
                     opt(cpu_ratio, 2),
                     s.fpm_cpu,
                     opt(s.pss_mib, 1),
+                    opt(s.stored, 0),
+                    opt(stored_ratio, 2),
                 );
             }
         }

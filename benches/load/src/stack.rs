@@ -10,6 +10,15 @@ use anyhow::{Context, Result, bail};
 
 use crate::handlers::Handler;
 
+/// Where the pods reach Redis when it is not directly.
+#[derive(Debug, Clone, Copy)]
+pub struct Detour {
+    /// The port Redis listens on.
+    pub redis_port: u16,
+    /// The port the pods connect to instead.
+    pub proxy_port: u16,
+}
+
 /// A running stack.
 pub struct Stack {
     script: PathBuf,
@@ -22,10 +31,28 @@ pub struct Stack {
 
 impl Stack {
     /// Starts the stack for `handler` with `pods` pods of `workers` workers.
-    pub fn up(root: &Path, dir: &Path, handler: &Handler, pods: u32, workers: u32) -> Result<Self> {
+    /// With `via`, Redis listens on `via.redis_port` and the pods reach it
+    /// through `via.proxy_port` (the delay proxy).
+    pub fn up(
+        root: &Path,
+        dir: &Path,
+        handler: &Handler,
+        pods: u32,
+        workers: u32,
+        via: Option<Detour>,
+    ) -> Result<Self> {
         let script = root.join("deploy/local/stack.sh");
         let _ = fs::remove_dir_all(dir);
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut env = handler.env.clone();
+        if let Some(via) = via {
+            for (key, value) in &mut env {
+                if *key == "SESSION_SAVE_PATH" {
+                    *value = value.replace("{redis_port}", &via.proxy_port.to_string());
+                }
+            }
+            env.push(("REDIS_PORT", via.redis_port.to_string()));
+        }
         let out = Command::new("bash")
             .arg(&script)
             .arg("up")
@@ -33,7 +60,7 @@ impl Stack {
             .env("PODS", pods.to_string())
             .env("FPM_WORKERS", workers.to_string())
             .env("SESSION_PREFIX", "bench:")
-            .envs(handler.env.iter().map(|(k, v)| (k, v)))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .output()
             .context("running deploy/local/stack.sh")?;
         let mut stack = Self {
