@@ -30,14 +30,15 @@ set -euo pipefail
 #   wrk              a stock HTTP load generator, to cross-check our own numbers
 # and for PHP's own session tests (scripts/php-src-tests.sh, tests/php-src/):
 #   php8.2-cgi       run-tests.php runs the tests with --COOKIE--/--GET--/--POST-- on php-cgi
-#   gnupg, xz-utils  gpg --dearmor for the upstream tarball's signature check; tar -J
+#   gnupg, gpgv, xz-utils  gpg --dearmor and gpgv for the upstream tarball's signature; tar -J
+#   debian-keyring   the source package's .dsc signature, when the mirror's index has moved on
 # and for the Debian 13 / sid roots of scripts/platform.sh (make test-trixie):
 #   debootstrap      builds them under target/platform/
 packages=(
   php8.2-dev php8.2-cli php8.2-fpm php8.2-redis php8.2-memcached
   clang libclang-dev
   redis-server redis-tools openssl memcached nginx curl make wrk
-  php8.2-cgi gnupg xz-utils
+  php8.2-cgi gnupg gpgv xz-utils debian-keyring
   debootstrap
 )
 # shellcheck disable=SC2206 # word splitting is the point

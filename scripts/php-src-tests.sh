@@ -15,7 +15,9 @@
 # and private lists and cache, under a temporary target/php-src/.apt-*.
 # If the mirror no longer serves the installed point release's source (404:
 # security updates replace each other in the pool), the nearest older version
-# it serves is taken, and SOURCE says so.
+# it serves is taken, and SOURCE says so. When the Sources index lists no
+# version the pool still has, the installed package's changelog names the
+# earlier ones, taken from the pool by their signed .dsc (debian-keyring).
 #
 # Checks: `apt-get update` verifies the Release file's signature against
 # Debian's archive keyring; `apt-get source` then checks every file's SHA-256
@@ -61,6 +63,49 @@ for v in $(apt-cache "${apt[@]}" showsrc "$src" | sed -n 's/^Version: //p' | sor
   echo "php-src-tests: $src $v is listed but not served; trying an older one" >&2
   rm -f "$work/dl"/*
 done
+
+# from_pool VERSION: the source package VERSION straight from a mirror's pool,
+# for when the Sources index lists only versions the pool no longer has.
+# Trust comes from the .dsc's OpenPGP signature by a Debian developer
+# (debian-keyring, itself installed by apt against the signed Release), and
+# each file's SHA-256 against that signed .dsc.
+from_pool() {
+  local v=${1#*:} base dsc=$work/dl/${src}_${1#*:}.dsc
+  for base in $(awk '{ print $(NF-2) }' "$work/sources.list" | sort -u); do
+    for pool in pool/main pool/updates/main; do
+      curl -fsS -o "$dsc" "$base/$pool/${src:0:1}/$src/${src}_$v.dsc" 2>/dev/null || continue
+      gpgv --keyring "$devkeys" --output "$work/dsc.txt" "$dsc" 2>"$work/dsc-gpgv.log" ||
+        { cat "$work/dsc-gpgv.log" >&2; return 1; }
+      local files
+      files=$(awk '/^Checksums-Sha256:/ { on = 1; next } on && /^ / { print $1 "  " $3; next } { on = 0 }' "$work/dsc.txt")
+      [[ -n $files ]] || return 1
+      local f
+      for f in $(awk '{ print $2 }' <<<"$files"); do
+        curl -fsS -o "$work/dl/$f" "$base/$pool/${src:0:1}/$src/$f" || return 1
+      done
+      (cd "$work/dl" && sha256sum --quiet -c <<<"$files") >&2 || return 1
+      pool_url="$base/$pool/${src:0:1}/$src/"
+      return 0
+    done
+  done
+  return 1
+}
+
+pool_url=""
+devkeys=/usr/share/keyrings/debian-keyring.gpg
+if [[ -z $version ]]; then
+  [[ -f $devkeys ]] || { echo "php-src-tests: the mirror serves no listed $src source; taking one from the pool needs debian-keyring (apt-get install debian-keyring)" >&2; exit 1; }
+  # Every earlier Debian version of the installed package, newest first.
+  for v in $(zcat "/usr/share/doc/$src-cli/changelog.Debian.gz" | sed -n "s/^$src (\([^)]*\)).*/\1/p"); do
+    dpkg --compare-versions "$v" lt "$installed" || continue
+    if from_pool "$v"; then
+      version=$v
+      echo "php-src-tests: $src $v from $pool_url (signed .dsc)" >&2
+      break
+    fi
+    rm -f "$work/dl"/*
+  done
+fi
 [[ -n $version ]] || { echo "php-src-tests: no source of $src <= $installed" >&2; exit 1; }
 
 upstream=${version%%-*}
@@ -85,7 +130,13 @@ tar -xJf "$orig" -C "$dest.new" --strip-components=1 "${paths[@]/#/php-$upstream
   echo "installed: $src-cli $installed"
   [[ $version == "$installed" ]] || echo "           (the mirror does not serve $installed's source: nearest older one)"
   echo "mirror:    $(tr '\n' ';' <"$work/sources.list")"
-  echo "verified:  Release signature (apt-get update), SHA-256 of each file against the signed Sources (apt-get source):"
+  if [[ -n $pool_url ]]; then
+    echo "pool:      $pool_url (the Sources index no longer lists it)"
+    echo "verified:  the .dsc's signature, gpgv against debian-keyring: $(grep -E 'Good signature' "$work/dsc-gpgv.log")"
+    echo "           SHA-256 of each file against that .dsc:"
+  else
+    echo "verified:  Release signature (apt-get update), SHA-256 of each file against the signed Sources (apt-get source):"
+  fi
   (cd "$work/dl" && sha256sum -- *)
   echo "upstream signature, gpgv against debian/upstream/signing-key.asc:"
   grep -E 'Good signature|using' "$work/gpgv.log"

@@ -39,7 +39,8 @@ die() {
 
 # What each suite gets on top of debootstrap's minbase.
 #   php8.4-*, php-redis   the PHP under test, and phpredis to compare with; php8.4-cgi,
-#                         gnupg, xz-utils: PHP's own session tests (scripts/php-src-tests.sh)
+#                         gnupg, gpgv, xz-utils: PHP's own session tests (scripts/php-src-tests.sh);
+#                         debian-keyring: their source from the pool when the index has moved on
 #   clang, libclang-dev   bindgen (ext-php-rs); gcc, libc6-dev: cc and the linker for rustc
 #   pkgconf, libssl-dev   openssl-sys; redis-*, valkey-*: the servers the tests start
 #   procps, mount         kill(1), mount(8) (tests bind a resolv.conf of their own)
@@ -47,7 +48,7 @@ die() {
 #   php-symfony-*, php-laravel-framework   framework handlers, from Debian's packages;
 #                         composer: Composer\InstalledVersions, which Symfony's container needs
 PACKAGES=(
-  php8.4-cli php8.4-fpm php8.4-dev php-redis php8.4-cgi gnupg xz-utils
+  php8.4-cli php8.4-fpm php8.4-dev php-redis php8.4-cgi gnupg gpgv xz-utils debian-keyring
   clang libclang-dev gcc libc6-dev pkgconf libssl-dev make
   redis-server redis-tools valkey-server valkey-tools
   nginx curl openssl ca-certificates procps mount

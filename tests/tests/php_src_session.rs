@@ -12,13 +12,13 @@
 //! each test's --INI-- names the handler and the test Redis, under a prefix
 //! of its own (see `rewrite_phpt`), skipif.inc checks the save path only for
 //! the files handler (`rewrite_skipif`), and the tests in
-//! tests/php-src/skip.txt (about the files handler itself) are left out;
+//! tests/php-src/<php>/skip.txt (about the files handler itself) are left out;
 //! those it lists as "host:" (they reach outside their own directories) are
 //! left out of the baseline too.
 //!
 //! Asserted: a test that passes with `files` passes with `stickless-nonstrict`
-//! unless tests/php-src/deviations-nonstrict.txt lists it, and with `stickless`
-//! unless tests/php-src/deviations-strict.txt does; a listed test that passes
+//! unless tests/php-src/<php>/deviations-nonstrict.txt lists it, and with
+//! `stickless` unless deviations-strict.txt does; a listed test that passes
 //! fails this test too, so the lists stay true. Counts of every configuration
 //! go to stdout and to target/php-src/results.txt.
 //!
@@ -36,11 +36,6 @@ use stickless_e2e::{RedisServer, ext, run_tests_php, workspace};
 
 /// Where the tests sit inside the fetched tree, and inside each copy.
 const SUITE: &str = "ext/session/tests";
-
-/// The PHP whose session tests the lists under tests/php-src/ describe.
-/// Another PHP (a scripts/platform.sh root) has other tests: this test then
-/// says so and checks nothing, until that PHP has lists of its own.
-const LISTS_FOR_PHP: &str = "8.2";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Handler {
@@ -103,10 +98,14 @@ impl Handler {
                 ini.push("stickless.strict_mode=0".to_owned());
             }
             Handler::Stickless => ini.push(format!("extension={}", ext().display())),
-            // Debian's phpredis needs its serializers loaded first.
+            // Debian's phpredis needs its serializers loaded first: igbinary
+            // and msgpack on bookworm (5.3), igbinary alone on trixie (6.2).
             Handler::Redis => {
+                let dir = PathBuf::from(php_said("echo ini_get('extension_dir');"));
                 for e in ["igbinary", "msgpack", "redis"] {
-                    ini.push(format!("extension={e}"));
+                    if dir.join(format!("{e}.so")).is_file() {
+                        ini.push(format!("extension={e}"));
+                    }
                 }
             }
         }
@@ -120,15 +119,15 @@ impl Handler {
 /// A test's outcome as run-tests.php reports it: PASS, FAIL, SKIP, XFAIL, BORK, ...
 type Results = BTreeMap<String, String>;
 
-/// One list under tests/php-src/: `<name>.phpt <reason>` per line, `#` comments.
+/// One list under tests/php-src/<php>/: `<name>.phpt <reason>` per line, `#` comments.
 struct List {
     path: PathBuf,
     entries: BTreeMap<String, String>,
 }
 
 impl List {
-    fn read(file: &str, suite: &BTreeSet<String>, reasons: &[&str]) -> Self {
-        let path = workspace().join("tests/php-src").join(file);
+    fn read(dir: &Path, file: &str, suite: &BTreeSet<String>, reasons: &[&str]) -> Self {
+        let path = dir.join(file);
         let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut entries = BTreeMap::new();
         for (n, line) in text.lines().enumerate() {
@@ -171,6 +170,24 @@ fn fetch() -> PathBuf {
     let dir = PathBuf::from(dir.lines().last().expect("the script prints the directory"));
     assert!(dir.join(SUITE).is_dir(), "{} has no {SUITE}", dir.display());
     dir
+}
+
+/// The tests under `dir` by name: `<file>` without .phpt, and
+/// `<subdirectory>/<file>` for those in subdirectories (PHP 8.4 keeps the
+/// session_set_save_handler() tests in user_session_module/), as run-tests.php
+/// names them after the suite's directory.
+fn collect_tests(dir: &Path, prefix: &str, into: &mut BTreeSet<String>) {
+    for entry in fs::read_dir(dir).expect("read the suite") {
+        let entry = entry.expect("dir entry");
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if entry.file_type().expect("file type").is_dir() {
+            collect_tests(&entry.path(), &format!("{prefix}{name}/"), into);
+        } else if let Some(test) = name.strip_suffix(".phpt") {
+            into.insert(format!("{prefix}{test}"));
+        }
+    }
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -446,30 +463,32 @@ fn check(baseline: &Run, run: &Run, list: &List, problems: &mut Vec<String>) {
 #[test]
 fn php_src_session_tests_pass_as_with_the_files_handler() {
     let version = php_said(r#"echo PHP_MAJOR_VERSION, ".", PHP_MINOR_VERSION;"#);
-    if version != LISTS_FOR_PHP {
-        println!(
-            "tests/php-src/ lists PHP {LISTS_FOR_PHP}'s session tests; this is PHP {version}: not run"
-        );
-        return;
-    }
+    // Each PHP minor has session tests of its own, so lists of its own.
+    let lists = workspace().join("tests/php-src").join(&version);
+    assert!(
+        lists.is_dir(),
+        "no lists for PHP {version}'s session tests: {} (copy the nearest version's, then run with -- --nocapture and fix what it reports)",
+        lists.display()
+    );
     let started = Instant::now();
     let fetched = fetch();
-    let suite: BTreeSet<String> = fs::read_dir(fetched.join(SUITE))
-        .expect("read the suite")
-        .filter_map(|e| {
-            let name = e.expect("dir entry").file_name().into_string().ok()?;
-            name.strip_suffix(".phpt").map(str::to_owned)
-        })
-        .collect();
+    let mut suite = BTreeSet::new();
+    collect_tests(&fetched.join(SUITE), "", &mut suite);
     assert!(
         suite.len() > 100,
         "only {} tests in {}",
         suite.len(),
         fetched.display()
     );
-    let skip = List::read("skip.txt", &suite, &["files:", "host:"]);
-    let nonstrict = List::read("deviations-nonstrict.txt", &suite, &["bug:", "entropy:"]);
+    let skip = List::read(&lists, "skip.txt", &suite, &["files:", "host:"]);
+    let nonstrict = List::read(
+        &lists,
+        "deviations-nonstrict.txt",
+        &suite,
+        &["bug:", "entropy:"],
+    );
     let strict = List::read(
+        &lists,
         "deviations-strict.txt",
         &suite,
         &["strict:", "bug:", "entropy:"],
