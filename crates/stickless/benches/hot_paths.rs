@@ -11,6 +11,9 @@
 //! - `keys/derive`: [`SessionKeys::derive`] for a 32-character ID.
 //! - `envelope/{encode,decode,seal,open}/{100B,2KB,20KB}`: the stored value
 //!   without and with encryption (XChaCha20-Poly1305).
+//! - `compression/{seal,open}/{none,zstd,lz4}`: a compressible 20 KB session
+//!   (a cart, as PHP serializes it) stored and read back with each codec,
+//!   the CPU a php-fpm worker spends on compression per request.
 //! - `scripts/{parse_acquire,parse_fenced}`: the typed script replies.
 //! - `cycle/stickless_lock_commit`: `Store::lock` + `Store::commit` of a 2 KB
 //!   session, the two round trips of a locked PHP request; and
@@ -34,7 +37,8 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use redis::Value;
 use stickless::scripts::{AcquireReply, CommitReply};
 use stickless::{
-    Config, Envelope, KeyRing, Loaded, OpenMode, Opened, Sealing, SessionId, SessionKeys, Store,
+    Compression, Config, Envelope, KeyRing, Loaded, OpenMode, Opened, Sealing, SessionId,
+    SessionKeys, Store,
 };
 use support::RedisServer;
 
@@ -110,6 +114,71 @@ fn envelope(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("open", label), &sealed, |b, bytes| {
             b.iter(|| Envelope::open(black_box(bytes), &keyed, black_box(&tag)))
+        });
+    }
+    group.finish();
+}
+
+/// About 20 KB of a cart as PHP's `php` serializer writes it: text that
+/// repeats in structure, not in content.
+fn cart() -> Vec<u8> {
+    const WORDS: [&str; 12] = [
+        "organic", "green", "tea", "ceramic", "mug", "linen", "apron", "oak", "board", "cast",
+        "iron", "pan",
+    ];
+    let mut s = String::from("cart|a:160:{");
+    for i in 0..160usize {
+        let k = i * 13 % 97;
+        let name = format!(
+            "{} {} {}",
+            WORDS[k % 12],
+            WORDS[k / 3 % 12],
+            WORDS[k / 7 % 12]
+        );
+        s.push_str(&format!(
+            "i:{i};a:4:{{s:3:\"sku\";s:9:\"SKU-{:05}\";s:4:\"name\";s:{}:\"{name}\";s:3:\"qty\";i:{};s:5:\"price\";d:{}.{:02};}}",
+            k * 31,
+            name.len(),
+            k % 4 + 1,
+            3 + k % 120,
+            k % 100
+        ));
+    }
+    s.push('}');
+    s.into_bytes()
+}
+
+fn compression(c: &mut Criterion) {
+    let mut group = c.benchmark_group("compression");
+    micro(&mut group);
+    let tag = SessionKeys::derive("stickless:", &sid()).tag().to_owned();
+    let env = Envelope::new(cart(), NOW_MS);
+    group.throughput(Throughput::Bytes(env.payload.len() as u64));
+    for (codec, label) in [
+        (Compression::None, "none"),
+        (Compression::Zstd, "zstd"),
+        (Compression::Lz4, "lz4"),
+    ] {
+        let how = Sealing {
+            compression: codec,
+            compression_threshold: 1024,
+            max_size: 1 << 20,
+            ..Sealing::PLAIN
+        };
+        let stored = env.clone().seal(&how, &tag).expect("seal");
+        assert_eq!(Envelope::open(&stored, &how, &tag).as_ref(), Ok(&env));
+        if codec != Compression::None {
+            assert!(stored.len() * 3 < env.payload.len(), "{label} compresses");
+        }
+        group.bench_with_input(BenchmarkId::new("seal", label), &env, |b, env| {
+            b.iter_batched(
+                || env.clone(),
+                |env| env.seal(&how, black_box(&tag)),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_with_input(BenchmarkId::new("open", label), &stored, |b, bytes| {
+            b.iter(|| Envelope::open(black_box(bytes), &how, black_box(&tag)))
         });
     }
     group.finish();
@@ -253,5 +322,5 @@ fn micro(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallT
         .measurement_time(Duration::from_secs(2));
 }
 
-criterion_group!(benches, keys, envelope, scripts, cycle);
+criterion_group!(benches, keys, envelope, compression, scripts, cycle);
 criterion_main!(benches);
