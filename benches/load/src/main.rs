@@ -7,6 +7,7 @@
 //! `target/bench/`.
 
 mod client;
+mod cluster;
 mod delay_proxy;
 mod handlers;
 mod load;
@@ -24,6 +25,7 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::cluster::{Cluster, Topology};
 use crate::delay_proxy::DelayProxy;
 use crate::handlers::Handler;
 use crate::metrics::RedisSample;
@@ -73,6 +75,14 @@ struct Args {
     /// one; with --smoke, stickless and the baseline).
     #[arg(long, value_delimiter = ',')]
     rtt_handlers: Vec<String>,
+    /// Where the sessions live: the stack's redis-server, or a Redis
+    /// Cluster of each of --primaries primaries in turn (no replicas;
+    /// stickless handlers only, at --rtt-ms 0 only).
+    #[arg(long, value_enum, default_value_t = Topology::Standalone)]
+    topology: Topology,
+    /// Primaries of the clusters run with --topology cluster.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    primaries: Vec<u32>,
     /// Users in the correctness runs.
     #[arg(long, default_value_t = 8)]
     users: u32,
@@ -145,6 +155,14 @@ async fn run(args: &Args) -> Result<()> {
         }
         handlers.retain(|h| args.handlers.iter().any(|n| n == h.name));
     }
+    // One scene per cluster size, or the stack's own server.
+    let scenes: Vec<Option<u32>> = match args.topology {
+        Topology::Standalone => vec![None],
+        Topology::Cluster => {
+            handlers.retain(cluster::serves);
+            args.primaries.iter().copied().map(Some).collect()
+        }
+    };
     std::fs::create_dir_all(&args.out)?;
     let state = root.join(&args.out).join("stack");
     let per_round: usize = handlers
@@ -165,7 +183,7 @@ async fn run(args: &Args) -> Result<()> {
                 .sum::<usize>()
         })
         .sum();
-    let steps = u64::from(args.rounds) * per_round as u64;
+    let steps = u64::from(args.rounds) * (per_round * scenes.len()) as u64;
     let bar = ProgressBar::new(steps).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -174,16 +192,42 @@ async fn run(args: &Args) -> Result<()> {
         date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         machine: machine(),
         setup: format!(
-            "{} pods × {} workers behind nginx, {} connections, {} s per endpoint, {} round(s).",
-            args.pods, args.workers, args.connections, args.seconds, args.rounds
+            "{} pods × {} workers behind nginx, {} connections, {} s per endpoint, {} round(s){}.",
+            args.pods,
+            args.workers,
+            args.connections,
+            args.seconds,
+            args.rounds,
+            match args.topology {
+                Topology::Standalone => String::new(),
+                Topology::Cluster => format!(
+                    "; Redis Cluster of {:?} primaries, no replicas",
+                    args.primaries
+                ),
+            }
         ),
         endpoints: Vec::new(),
         correctness: Vec::new(),
     };
     for round in 1..=args.rounds {
-        for handler in &handlers {
+        for (handler, &primaries) in handlers
+            .iter()
+            .flat_map(|h| scenes.iter().map(move |p| (h, p)))
+        {
+            let cluster = primaries
+                .map(|n| Cluster::start(&root.join(&args.out).join("cluster"), n))
+                .transpose()?;
+            let scene = Scene {
+                label: match primaries {
+                    Some(n) => format!("{} cluster×{n}", handler.name),
+                    None => handler.name.to_owned(),
+                },
+                cluster: cluster.as_ref(),
+            };
+            let pointed = cluster.as_ref().map(|c| cluster::on(handler, c));
+            let handler = pointed.as_ref().unwrap_or(handler);
             for (i, &rtt) in args.rtt_ms.iter().enumerate() {
-                if rtt > 0.0 && !delayed(args, handler) {
+                if rtt > 0.0 && (!delayed(args, handler) || scene.cluster.is_some()) {
                     continue;
                 }
                 let at = if rtt > 0.0 {
@@ -219,12 +263,12 @@ async fn run(args: &Args) -> Result<()> {
                     bar.set_message(format!("round {round}: {}{at} /{endpoint}", handler.name));
                     report
                         .endpoints
-                        .push(measure(args, &stack, handler, endpoint, rtt, round).await?);
+                        .push(measure(args, &stack, handler, &scene, endpoint, rtt, round).await?);
                     bar.inc(1);
                 }
                 if i == 0 {
                     bar.set_message(format!("round {round}: {} correctness", handler.name));
-                    correctness(args, &stack, handler, round, &mut report).await?;
+                    correctness(args, &stack, &scene.label, round, &mut report).await?;
                     bar.inc(1);
                 }
                 drop(stack);
@@ -240,7 +284,7 @@ async fn run(args: &Args) -> Result<()> {
 async fn correctness(
     args: &Args,
     stack: &Stack,
-    handler: &Handler,
+    label: &str,
     round: u32,
     report: &mut Report,
 ) -> Result<()> {
@@ -262,7 +306,7 @@ async fn correctness(
         )
         .await?;
         report.correctness.push(CorrectnessRun {
-            handler: handler.name.to_owned(),
+            handler: label.to_owned(),
             round,
             result,
         });
@@ -291,20 +335,34 @@ fn free_port() -> Result<u16> {
     bail!("no free loopback port")
 }
 
+/// Where one run's sessions live, and its name in the tables.
+struct Scene<'a> {
+    label: String,
+    cluster: Option<&'a Cluster>,
+}
+
+impl Scene<'_> {
+    /// Redis's counters, summed over every node of a cluster.
+    fn sample(&self, stack: &Stack) -> Result<RedisSample> {
+        match self.cluster {
+            Some(cluster) => cluster.sample(),
+            None => RedisSample::take(stack.redis_port),
+        }
+    }
+}
+
 async fn measure(
     args: &Args,
     stack: &Stack,
     handler: &Handler,
+    scene: &Scene<'_>,
     endpoint: &str,
     rtt: f64,
     round: u32,
 ) -> Result<EndpointRun> {
     let path = endpoint_path(endpoint);
     let workers = stack.fpm_workers();
-    let redis_before = handler
-        .redis
-        .then(|| RedisSample::take(stack.redis_port))
-        .transpose()?;
+    let redis_before = handler.redis.then(|| scene.sample(stack)).transpose()?;
     let cpu_before = metrics::cpu_us(&workers);
     let throughput = load::throughput(
         stack.port,
@@ -317,7 +375,7 @@ async fn measure(
     let requests = throughput.requests.max(1) as f64;
     let (commands, redis_cpu) = match redis_before {
         Some(before) => {
-            let after = RedisSample::take(stack.redis_port)?;
+            let after = scene.sample(stack)?;
             (
                 Some(after.commands_since(&before) as f64 / requests),
                 Some(after.cpu_us.saturating_sub(before.cpu_us) as f64 / requests),
@@ -325,8 +383,9 @@ async fn measure(
         }
         None => (None, None),
     };
-    // What Redis is sent and stores does not depend on the round trip.
-    let (sent, stored) = if handler.redis && rtt == 0.0 {
+    // What Redis is sent and stores does not depend on the round trip, nor
+    // on the topology (and is watched on the stack's one server).
+    let (sent, stored) = if handler.redis && rtt == 0.0 && scene.cluster.is_none() {
         (
             Some(load::commands_sent(stack.port, stack.redis_port, &path, 20).await?),
             stored::per_session(stack.port, stack.redis_port, &path, 3).await?,
@@ -335,7 +394,7 @@ async fn measure(
         (None, None)
     };
     Ok(EndpointRun {
-        handler: handler.name.to_owned(),
+        handler: scene.label.clone(),
         endpoint: if rtt > 0.0 {
             format!("{endpoint} at {rtt} ms RTT")
         } else {
