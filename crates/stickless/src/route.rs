@@ -1218,4 +1218,39 @@ mod tests {
             Taken::Failed(_)
         ));
     }
+
+    #[test]
+    fn an_ask_on_a_durable_script_resends_it_and_its_wait_after_asking() {
+        let (first, resend) = (call(false), call(true));
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(1).arg(100);
+        let mut batch = Batch::new(Op::Call {
+            first: &first,
+            resend: &resend,
+            then: Some(&wait),
+        });
+        let (_, sent) = batch.pipeline(false, false);
+        let Taken::Failed(err) = batch.take(&sent, vec![ask(7002), Value::Int(1)]) else {
+            panic!("an ASK must lead to another attempt")
+        };
+        let mut routing = cluster_routing();
+        let mut attempts = Attempts::new(Duration::from_secs(1), Duration::ZERO);
+        assert_eq!(
+            next(&mut attempts, &mut routing, &failed(err, false)),
+            "now"
+        );
+        let (second, sent) = batch.pipeline(true, true);
+        assert_eq!(names(&second), ["ASKING", "EVALSHA", "WAIT"]);
+        assert!(matches!(
+            batch.take(
+                &sent,
+                vec![Value::Array(vec![Value::Int(1)]), Value::Int(1)]
+            ),
+            Taken::Complete
+        ));
+        assert_eq!(
+            batch.into_reply(),
+            Value::Array(vec![Value::Array(vec![Value::Int(1)]), Value::Int(1)])
+        );
+    }
 }
