@@ -97,11 +97,15 @@ impl Cluster {
         format!("redis+cluster://{}?prefix=bench:{query}", seeds.join(","))
     }
 
+    /// Counters of each node, in the order of [`ports`](Self::ports).
+    pub fn sample_nodes(&self) -> Result<Vec<RedisSample>> {
+        self.ports().into_iter().map(RedisSample::take).collect()
+    }
+
     /// Counters of every node, summed.
     pub fn sample(&self) -> Result<RedisSample> {
         let mut total = RedisSample::default();
-        for port in self.ports() {
-            let one = RedisSample::take(port)?;
+        for one in self.sample_nodes()? {
             total.cpu_us += one.cpu_us;
             for (name, calls) in one.calls {
                 *total.calls.entry(name).or_default() += calls;

@@ -363,6 +363,7 @@ async fn measure(
     let path = endpoint_path(endpoint);
     let workers = stack.fpm_workers();
     let redis_before = handler.redis.then(|| scene.sample(stack)).transpose()?;
+    let nodes_before = scene.cluster.map(Cluster::sample_nodes).transpose()?;
     let cpu_before = metrics::cpu_us(&workers);
     let throughput = load::throughput(
         stack.port,
@@ -383,6 +384,24 @@ async fn measure(
         }
         None => (None, None),
     };
+    if let (Some(cluster), Some(before)) = (scene.cluster, &nodes_before) {
+        // How evenly the primaries share the work: the busiest one sets the
+        // ceiling of a cluster that has a core per primary.
+        let shares: Vec<String> = cluster
+            .sample_nodes()?
+            .iter()
+            .zip(before)
+            .map(|(after, before)| {
+                let cpu = after.cpu_us.saturating_sub(before.cpu_us) as f64 / requests;
+                format!("{cpu:.1}")
+            })
+            .collect();
+        println!(
+            "{} /{endpoint}: Redis CPU µs/req per primary: {}",
+            scene.label,
+            shares.join(", ")
+        );
+    }
     // What Redis is sent and stores does not depend on the round trip, nor
     // on the topology (and is watched on the stack's one server).
     let (sent, stored) = if handler.redis && rtt == 0.0 && scene.cluster.is_none() {
