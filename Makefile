@@ -1,8 +1,9 @@
 # stickless: top-level tasks. Uses `cargo` from PATH.
 #
 #   make deps    install the Debian packages (scripts/install-deps.sh)
-#   make build   deps + release build of the extension -> target/release/libstickless_php.so
-#                and of the Rust gateway example -> target/release/axum-gateway
+#   make build   deps + release build of the extension -> target/release/libstickless_php.so,
+#                the Rust gateway example -> target/release/axum-gateway
+#                and the admin command -> target/release/stickless
 #   make demo    build + deploy/local/demo.sh (3 pods behind round-robin nginx, one user, 12 requests)
 #   make up      build + start the local stack (deploy/local/stack.sh up); prints the URL
 #   make down    stop the local stack
@@ -35,7 +36,7 @@ deps:
 	bash scripts/install-deps.sh
 
 build: deps
-	cargo build --release -p stickless-php -p stickless-axum-gateway
+	cargo build --release -p stickless-php -p stickless-axum-gateway -p stickless-cli
 	@test -f $(EXT) || { echo "error: cargo did not produce $(EXT)" >&2; exit 1; }
 
 demo: build

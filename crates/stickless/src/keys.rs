@@ -45,6 +45,34 @@ impl SessionKeys {
         }
     }
 
+    /// The keys of the session whose data key is `key`, as a scan of the
+    /// keyspace finds it: `<prefix>{<tag>}:data` with a tag of the length
+    /// [`derive`](Self::derive) makes. `None` for any other key (a lock, a
+    /// queue, a key stickless did not write). For tools that walk every
+    /// session without knowing their IDs.
+    ///
+    /// ```
+    /// use stickless::{SessionId, SessionKeys};
+    /// let id = SessionId::parse("0123456789abcdef0123456789abcdef").unwrap();
+    /// let keys = SessionKeys::derive("app:", &id);
+    /// assert_eq!(SessionKeys::from_data_key("app:", &keys.data()), Some(keys.clone()));
+    /// assert_eq!(SessionKeys::from_data_key("app:", &keys.lock()), None);
+    /// assert_eq!(SessionKeys::from_data_key("other:", &keys.data()), None);
+    /// ```
+    pub fn from_data_key(prefix: &str, key: &str) -> Option<Self> {
+        let base = key.strip_suffix(":data")?;
+        let tag = base.strip_prefix(prefix)?;
+        let hex = tag.strip_prefix('{')?.strip_suffix('}')?;
+        let hex_ok = hex.len() == 2 * TAG_BYTES
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        hex_ok.then(|| Self {
+            base: base.to_owned(),
+            tag_start: prefix.len(),
+        })
+    }
+
     /// The `{tag}` part: what warnings and logs call the session.
     pub fn tag(&self) -> &str {
         &self.base[self.tag_start..]

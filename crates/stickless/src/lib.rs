@@ -64,6 +64,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 #[cfg(feature = "tokio")]
 pub mod aio;
 mod blocking;

@@ -1,0 +1,32 @@
+//! One module per command. A command gets the parsed URL and its own
+//! arguments, and returns an error for `main` to print.
+//!
+//! `import` and `logout-user` are further variants of `cli::Command` and
+//! modules here, when the core offers the phpredis import and the per-user
+//! index.
+
+mod delete;
+mod show;
+mod unlock;
+
+use stickless::Config;
+
+use crate::cli::{Cli, Command};
+use crate::error::CliError;
+use crate::output::Output;
+
+/// Runs the command `cli` names.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    let url = cli.global.url.ok_or(CliError::NoUrl)?;
+    let config = Config::parse(&url)?;
+    let out = Output {
+        json: cli.global.json,
+    };
+    match cli.command {
+        Command::Show(args) => show::run(config, &args, out),
+        Command::Unlock(args) => unlock::run(config, &args.id, out),
+        Command::Delete(args) => delete::run(config, &args.session.id, args.force, out),
+        Command::Stats(args) => crate::stats::run(config, &args, out),
+        Command::Check => crate::check::run(config, out),
+    }
+}

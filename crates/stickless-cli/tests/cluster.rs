@@ -1,0 +1,86 @@
+//! The commands on a 3-primary, 3-replica Redis Cluster: every primary is
+//! scanned, and each session is found on the primary of its slot.
+
+#[path = "../../stickless/tests/support/mod.rs"]
+mod support;
+
+mod common;
+
+use common::{put, sid, stickless, store, until};
+use stickless::{SessionId, SessionKeys, cluster};
+use support::cluster::RedisCluster;
+use support::deployment::Deployment;
+
+#[test]
+fn every_command_covers_every_primary() {
+    let c = RedisCluster::start();
+    let url = format!("{}?prefix=cli:", c.url());
+    let mut s = store(&url);
+    for n in 0..90 {
+        put(&mut s, &sid(n), format!("n|i:{n};").as_bytes());
+    }
+
+    let doc = stickless(&url, &["--json", "stats", "--count", "20"]).json();
+    assert_eq!(doc["sessions"], 90, "{doc}");
+    let per_node = doc["per_node"].as_array().unwrap();
+    assert_eq!(per_node.len(), 3, "{doc}");
+    assert!(
+        per_node.iter().all(|n| n["sessions"].as_u64().unwrap() > 0),
+        "{doc}"
+    );
+
+    // show names the primary that serves the session's slot.
+    let keys = SessionKeys::derive("cli:", &SessionId::parse(&sid(7)).unwrap());
+    let owner = c.nodes[c.primary_index(cluster::slot(&keys.data()))].port();
+    let doc = stickless(&url, &["--json", "show", &sid(7)]).json();
+    assert_eq!(doc["node"], format!("127.0.0.1:{owner}"));
+    assert_eq!(doc["slot"], cluster::slot(&keys.data()));
+    assert_eq!(doc["contents"]["n"], 7);
+
+    stickless(&url, &["delete", &sid(7)]).ok();
+    let doc = stickless(&url, &["--json", "stats"]).json();
+    assert_eq!(doc["sessions"], 89);
+
+    // A new cluster's CLUSTER SLOTS names the replicas only once gossip
+    // has told the seed about them.
+    until("the first seed lists every replica", || {
+        let v: redis::Value = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut c.nodes[0].client())
+            .unwrap_or(redis::Value::Nil);
+        let redis::Value::Array(ranges) = v else {
+            return false;
+        };
+        ranges
+            .iter()
+            .all(|r| matches!(r, redis::Value::Array(f) if f.len() >= 4))
+    });
+    let doc = stickless(&url, &["--json", "check"]).json();
+    assert_eq!(doc["ok"], true, "{doc}");
+    let findings = doc["findings"].as_array().unwrap();
+    let coverage = findings.iter().find(|f| f["check"] == "coverage").unwrap();
+    assert!(
+        coverage["message"]
+            .as_str()
+            .unwrap()
+            .contains("all 16384 slots"),
+        "{coverage}"
+    );
+    let reachable = findings
+        .iter()
+        .filter(|f| f["check"] == "reachable")
+        .count();
+    assert_eq!(reachable, 6, "primaries and replicas: {doc}");
+    let acl = findings
+        .iter()
+        .filter(|f| f["check"] == "acl" && f["level"] == "ok")
+        .count();
+    assert_eq!(acl, 3, "each primary probed on a key of its own: {doc}");
+
+    // A single-server URL aimed at a cluster node is a problem with a fix.
+    let single = format!("redis://127.0.0.1:{}/0?prefix=cli:", c.nodes[0].port());
+    let ran = stickless(&single, &["check"]);
+    assert!(ran.stdout.contains("cluster mode"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("redis+cluster://"), "{}", ran.stdout);
+    ran.failed();
+}
