@@ -7,7 +7,7 @@ session.sid_bits_per_character=6
 --SKIPIF--
 <?php
 if (PHP_VERSION_ID >= 80400) die('skip sets session.sid_length and session.sid_bits_per_character, deprecated as of PHP 8.4 (029 covers the defaults)');
-if (ini_get('session.upload_progress.enabled')) die('skip switches session.* settings at run time, which PHP refuses while session.upload_progress.enabled is on');
+try { ini_set('session.cache_expire', '180'); } catch (Error) { die('skip switches session.* settings at run time, which this PHP refuses while session.upload_progress.enabled is on'); }
 ?>
 --FILE--
 <?php
