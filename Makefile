@@ -8,7 +8,9 @@
 #   make up      build + start the local stack (deploy/local/stack.sh up); prints the URL
 #   make down    stop the local stack
 #   make status  show the local stack
-#   make test    build + the workspace tests + bench-smoke
+#   make test    build + the workspace tests + k8s-validate + bench-smoke
+#   make k8s-validate  deploy/kubernetes/ against the Kubernetes schemas, offline
+#                (deploy/kubernetes/validate.sh; installs kubernetes-validate into target/)
 #   make bench   the multi-pod load benchmark, every handler side by side -> target/bench/
 #   make bench-smoke  the same for a few seconds per handler (part of make test)
 #   make bench-cycle  µs per session_start+write cycle: stickless vs phpredis (locking on)
@@ -27,7 +29,7 @@
 
 EXT := target/release/libstickless_php.so
 
-.PHONY: all deps build demo up down status test bench bench-smoke bench-cycle fuzz fuzz-smoke fmt lint \
+.PHONY: all deps build demo up down status test bench bench-smoke bench-cycle fuzz fuzz-smoke fmt lint k8s-validate \
 	test-trixie test-sid platform-tests platform-check platform-build
 
 all: build
@@ -53,7 +55,11 @@ status:
 
 test: build
 	cargo test --workspace --release
+	$(MAKE) k8s-validate
 	$(MAKE) bench-smoke
+
+k8s-validate:
+	bash deploy/kubernetes/validate.sh
 
 bench: build
 	cargo run --release -p stickless-bench -- $(BENCH_ARGS)

@@ -34,12 +34,15 @@ set -euo pipefail
 #   debian-keyring   the source package's .dsc signature, when the mirror's index has moved on
 # and for the Debian 13 / sid roots of scripts/platform.sh (make test-trixie):
 #   debootstrap      builds them under target/platform/
+# and for checking deploy/kubernetes/ offline (make k8s-validate):
+#   python3-venv     the venv under target/ that kubernetes-validate (PyPI) goes into
 packages=(
   php8.2-dev php8.2-cli php8.2-fpm php8.2-redis php8.2-memcached
   clang libclang-dev
   redis-server redis-tools openssl memcached nginx curl make wrk
   php8.2-cgi gnupg gpgv xz-utils debian-keyring
   debootstrap
+  python3-venv
 )
 # shellcheck disable=SC2206 # word splitting is the point
 packages+=(${EXTRA_PACKAGES:-})
