@@ -29,16 +29,20 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (y, m, d)
 }
 
-/// Milliseconds as the two largest units: `850 ms`, `12.3 s`, `3 min 12 s`,
-/// `5 h 2 min`, `2 d 4 h`.
+/// Milliseconds as the two largest units, the second left out when it is
+/// zero: `850 ms`, `12.3 s`, `3 min 12 s`, `5 min`, `5 h 2 min`, `2 d 4 h`.
 pub fn span(ms: u64) -> String {
     let s = ms / 1000;
+    let two = |big: u64, big_unit: &str, small: u64, small_unit: &str| match small {
+        0 => format!("{big} {big_unit}"),
+        _ => format!("{big} {big_unit} {small} {small_unit}"),
+    };
     match ms {
         0..1_000 => format!("{ms} ms"),
         1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
-        60_000..3_600_000 => format!("{} min {} s", s / 60, s % 60),
-        3_600_000..86_400_000 => format!("{} h {} min", s / 3600, s / 60 % 60),
-        _ => format!("{} d {} h", s / 86_400, s / 3600 % 24),
+        60_000..3_600_000 => two(s / 60, "min", s % 60, "s"),
+        3_600_000..86_400_000 => two(s / 3600, "h", s / 60 % 60, "min"),
+        _ => two(s / 86_400, "d", s / 3600 % 24, "h"),
     }
 }
 
@@ -59,6 +63,8 @@ mod tests {
         assert_eq!(span(850), "850 ms");
         assert_eq!(span(12_345), "12.3 s");
         assert_eq!(span(192_000), "3 min 12 s");
+        assert_eq!(span(300_000), "5 min");
+        assert_eq!(span(604_800_000), "7 d");
         assert_eq!(span(18_120_000), "5 h 2 min");
         assert_eq!(span(187_200_000), "2 d 4 h");
     }

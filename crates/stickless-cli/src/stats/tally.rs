@@ -139,14 +139,16 @@ impl Tally {
 
     fn bucket_labels() -> Vec<(Option<u64>, String)> {
         let mut labels = Vec::new();
-        let mut lower = 0;
+        let mut lower = None;
         for bound in TTL_BOUNDS_MS {
-            labels.push((
-                Some(bound),
-                format!("{} - {}", time::span(lower), time::span(bound)),
-            ));
-            lower = bound;
+            let label = match lower {
+                None => format!("under {}", time::span(bound)),
+                Some(lower) => format!("{} - {}", time::span(lower), time::span(bound)),
+            };
+            labels.push((Some(bound), label));
+            lower = Some(bound);
         }
+        let lower = lower.unwrap_or(0);
         labels.push((None, format!("over {}", time::span(lower))));
         labels
     }
@@ -207,7 +209,7 @@ impl Tally {
         t.row(
             "locked now",
             format!(
-                "{} held, {} being handed over, {} waiters",
+                "{} held, {} being handed over, {} waiting for a lock",
                 self.locked, self.handing_over, self.waiters
             ),
         );
