@@ -264,11 +264,16 @@ pub(crate) enum Op<'a> {
 ///
 /// During a slot migration every key is on the source node or on the
 /// importing one, and the source answers `ASK` for each key it no longer
-/// has (or never had). So each command is resent on its own, after
-/// `ASKING`, to the node its `ASK` names, and a reply already received is
-/// kept: sending the whole step to the importing node would read a session
-/// there before its keys have arrived, and an empty read followed by a
-/// write would replace the real session.
+/// has (or never had). So a command refused with `ASK` is resent on its own,
+/// after `ASKING`, to the node named, and the commands after it go to the
+/// slot's owner again once it is answered: sending the whole step to the
+/// importing node would read a session there before its keys have arrived,
+/// and an empty read followed by a write would replace the real session.
+///
+/// Commands are answered in order: once one is refused, the replies of
+/// those after it are dropped and they are sent again after it. They ran
+/// before it, and may rely on it having run: the data is read after the
+/// lock is taken, and a `WAIT` counts the replicas of the write before it.
 pub(crate) struct Batch<'a> {
     op: Op<'a>,
     replies: Vec<Option<Value>>,
@@ -281,6 +286,9 @@ pub(crate) struct Batch<'a> {
 pub(crate) enum Taken {
     /// Every command has its reply.
     Complete,
+    /// The commands an `ASK` sent to another node have their replies; the
+    /// rest goes to the slot's owner next.
+    Partial,
     /// The node does not know this script: load it there and send again.
     /// Nothing ran: an unknown script is refused before any effect.
     Load(&'static Script),
@@ -302,24 +310,39 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// The commands still without a reply, each after `ASKING` when
-    /// `asking` (the flag holds for one command only), and their indices.
-    /// `retried`: not the step's first attempt.
+    /// The commands to send next and their indices: every one still
+    /// without a reply; when `asking`, only the first of them (with the
+    /// keyless commands that follow it), after `ASKING` (which holds for
+    /// one command). `retried`: not the step's first attempt.
     pub fn pipeline(&self, asking: bool, retried: bool) -> (Pipeline, Vec<usize>) {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        let mut sent = Vec::with_capacity(self.replies.len());
-        for (i, reply) in self.replies.iter().enumerate() {
-            if reply.is_some() {
-                continue;
+        let first = self.answered();
+        let mut sent = Vec::with_capacity(self.replies.len() - first);
+        for i in first..self.replies.len() {
+            let keyless = self.keyless(i);
+            if asking && i > first && !keyless {
+                break;
             }
-            if asking && !self.keyless(i) {
+            if asking && !keyless {
                 pipe.cmd("ASKING").ignore();
             }
             pipe.add_command(self.command(i, retried));
             sent.push(i);
         }
         (pipe, sent)
+    }
+
+    /// How many commands, from the first, have their replies.
+    fn answered(&self) -> usize {
+        self.replies
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.replies.len())
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.answered() == self.replies.len()
     }
 
     fn command(&self, i: usize, retried: bool) -> Cmd {
@@ -340,9 +363,8 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// A command without keys (`WAIT`) needs no `ASKING`, and counts the
-    /// replicas of the write before it on the node that took that write: it
-    /// is answered only together with that write.
+    /// A command without keys (`WAIT`) needs no `ASKING`, and goes to the
+    /// node that took the write before it.
     fn keyless(&self, i: usize) -> bool {
         let name = |cmd: &Cmd| {
             cmd.args_iter().next().is_some_and(
@@ -393,18 +415,19 @@ impl<'a> Batch<'a> {
                 }
             }
         }
-        for i in 1..self.replies.len() {
-            if self.keyless(i) && self.replies[i - 1].is_none() {
-                self.replies[i] = None;
-            }
+        let first = self.answered();
+        for later in self.replies.iter_mut().skip(first) {
+            *later = None;
         }
+        let short = sent.last().is_some_and(|&last| first <= last);
         match (load, failed) {
             (Some(script), _) if self.loads < 2 => {
                 self.loads += 1;
                 Taken::Load(script)
             }
             (_, Some(err)) => Taken::Failed(err),
-            (None, None) if self.replies.iter().all(Option::is_some) => Taken::Complete,
+            (None, None) if self.is_complete() => Taken::Complete,
+            (None, None) if !short => Taken::Partial,
             (_, None) => Taken::Failed(RedisError::from((
                 ErrorKind::Client,
                 "the server sent fewer replies than commands",
@@ -1003,17 +1026,16 @@ mod tests {
     }
 
     #[test]
-    fn an_ask_in_a_pipeline_resends_only_the_refused_command_after_asking() {
+    fn a_lock_the_source_sends_elsewhere_is_taken_there_before_the_data_is_read_again() {
         let pipe = lock_pipeline();
         let mut batch = Batch::new(Op::Pipe(&pipe));
         let (first, sent) = batch.pipeline(false, false);
         assert_eq!(names(&first), ["SET", "GET"]);
-        // The lock was free on the source, so it is created on the
-        // importing node; the data has not moved yet and is read where it is.
-        let taken = batch.take(
-            &sent,
-            vec![ask(7002), Value::BulkString(b"stored".to_vec())],
-        );
+        // The lock was free on the source, so it is made on the importing
+        // node; the data has not moved yet. The GET ran before the lock was
+        // ours, so its reply cannot be kept: another request may write
+        // before the lock is taken.
+        let taken = batch.take(&sent, vec![ask(7002), Value::BulkString(b"early".to_vec())]);
         let Taken::Failed(err) = taken else {
             panic!("an ASK must lead to another attempt")
         };
@@ -1029,10 +1051,17 @@ mod tests {
         assert_eq!(
             names(&second),
             ["ASKING", "SET"],
-            "the GET is not sent again"
+            "only the refused command goes to the importing node"
         );
         assert!(matches!(
             batch.take(&sent, vec![Value::Okay]),
+            Taken::Partial
+        ));
+        // The read goes to the slot's owner, where the data still is.
+        let (third, sent) = batch.pipeline(false, true);
+        assert_eq!(names(&third), ["GET"]);
+        assert!(matches!(
+            batch.take(&sent, vec![Value::BulkString(b"stored".to_vec())]),
             Taken::Complete
         ));
         assert_eq!(

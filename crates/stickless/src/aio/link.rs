@@ -153,12 +153,15 @@ impl Link {
             let asking = attempts.asking.take();
             let sent = self.attempt(slot, used, asking, wait, &attempts, &mut batch);
             let failed = match sent.await {
-                Ok(()) => {
+                Ok(()) if batch.is_complete() => {
                     return Ok(Ran {
                         value: batch.into_reply(),
                         retried: attempts.count > 1,
                     });
                 }
+                // What an ASK sent elsewhere is answered; the rest goes to
+                // the slot's owner.
+                Ok(()) => continue,
                 Err(failed) => failed,
             };
             let next = {
@@ -235,7 +238,7 @@ impl Link {
                 }
             };
             let script = match batch.take(&sent, replies) {
-                Taken::Complete => {
+                Taken::Complete | Taken::Partial => {
                     con.done();
                     return Ok(());
                 }

@@ -155,12 +155,15 @@ impl Link {
             attempts.count += 1;
             let asking = attempts.asking.take();
             let failed = match self.attempt(slot, asking, wait, &attempts, &mut batch) {
-                Ok(()) => {
+                Ok(()) if batch.is_complete() => {
                     return Ok(Ran {
                         value: batch.into_reply(),
                         retried: attempts.count > 1,
                     });
                 }
+                // What an ASK sent elsewhere is answered; the rest goes to
+                // the slot's owner.
+                Ok(()) => continue,
                 Err(failed) => failed,
             };
             let (next, drop_node) = attempts.absorb(&failed, &mut self.routing, slot);
@@ -225,7 +228,7 @@ impl Link {
                 .result
                 .map_err(|err| Failed::at(err, &node, Phase::Reply, reused).within(limit))?;
             let load = match batch.take(&sent, replies) {
-                Taken::Complete => return Ok(()),
+                Taken::Complete | Taken::Partial => return Ok(()),
                 Taken::Failed(err) => {
                     return Err(Failed::at(err, &node, Phase::Reply, reused).within(limit));
                 }
