@@ -426,3 +426,55 @@ fn check_fails_on_a_node_that_is_down() {
     );
     ran.failed();
 }
+
+#[test]
+fn check_judges_tls() {
+    let ca = support::tls::TestCa::generate();
+    let (_server, port) = support::tls::tls_server(&ca, false);
+    let base = format!("rediss://127.0.0.1:{port}/0?prefix=cli:");
+
+    let good = format!("{base}&tls_ca={}", ca.ca().display());
+    let doc = stickless(&good, &["--json", "check"]).json();
+    assert_eq!(doc["ok"], true, "{doc}");
+    let tls = doc["findings"][0].clone();
+    assert_eq!(tls["check"], "tls");
+    assert!(
+        tls["message"]
+            .as_str()
+            .unwrap()
+            .contains("verified against"),
+        "{tls}"
+    );
+
+    let wrong = format!("{base}&tls_ca={}", ca.other_ca().display());
+    let ran = stickless(&wrong, &["check"]);
+    assert!(
+        ran.stdout.to_lowercase().contains("certificate"),
+        "{}",
+        ran.stdout
+    );
+    ran.failed();
+
+    let insecure = format!("{base}&tls_insecure=1");
+    let text = stickless(&insecure, &["check"]).ok();
+    assert!(
+        text.contains("WARN tls: TLS without certificate verification"),
+        "{text}"
+    );
+}
+
+#[test]
+fn show_sees_a_new_session_whose_first_write_is_in_flight() {
+    let server = RedisServer::start();
+    let url = url(&server);
+    let mut s = store(&url);
+    let lease = hold(&mut s, &sid(8));
+    let doc = stickless(&url, &["--json", "show", &sid(8)]).json();
+    assert_eq!(doc["exists"], false);
+    assert_eq!(doc["lock"]["held"], true);
+    let text = stickless(&url, &["show", &sid(8)]).ok();
+    assert!(text.contains("nothing yet"), "{text}");
+    let out = stickless(&url, &["delete", "--force", &sid(8)]).ok();
+    assert!(out.contains("had nothing stored yet"), "{out}");
+    drop(lease);
+}
