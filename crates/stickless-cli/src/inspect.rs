@@ -2,8 +2,8 @@
 //! stored value and its TTL, the lock and its lease, the waiters, and the
 //! server's clock to judge them by.
 
-use stickless::SessionKeys;
 use stickless::admin::RESERVED;
+use stickless::{CorruptKind, SessionKeys};
 
 use crate::error::{CliError, command};
 use crate::nodes::Store;
@@ -57,7 +57,7 @@ impl SessionState {
 }
 
 type Replies = (
-    Option<Vec<u8>>,
+    redis::RedisResult<Option<Vec<u8>>>,
     i64,
     Option<String>,
     i64,
@@ -85,8 +85,17 @@ pub fn read_keys(store: &mut Store, keys: SessionKeys) -> Result<SessionState, C
         .arg(-1)
         .arg("WITHSCORES")
         .cmd("TIME")
+        .ignore_errors()
         .query(&mut node.con)
         .map_err(|e| command(&node.name, &e))?;
+    let stored = stored.map_err(|e| match e.code() {
+        // GET of a hash, a list...: nothing stickless wrote.
+        Some("WRONGTYPE") => CliError::Unreadable {
+            key: keys.data(),
+            kind: CorruptKind::Foreign,
+        },
+        _ => command(&node.name, &e),
+    })?;
     let server_ms = secs * 1000 + micros / 1000;
     let lock = match lock {
         None => Lock::Free,

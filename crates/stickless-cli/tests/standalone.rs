@@ -214,9 +214,20 @@ fn a_value_stickless_did_not_write_is_reported_not_misread() {
     let err = ran.failed();
     assert!(err.contains("was not written by stickless"), "{err}");
 
+    // A key of another type under a session's name.
+    let other = SessionKeys::derive(PREFIX, &SessionId::parse(&sid(8)).unwrap());
+    let _: () = redis::cmd("HSET")
+        .arg(other.data())
+        .arg("f")
+        .arg("v")
+        .query(&mut server.client())
+        .unwrap();
+    let err = stickless(&url(&server), &["show", &sid(8)]).failed();
+    assert!(err.contains("was not written by stickless"), "{err}");
+
     let doc = stickless(&url(&server), &["--json", "stats"]).json();
-    assert_eq!(doc["sessions"], 1);
-    assert_eq!(doc["unreadable"], 1);
+    assert_eq!(doc["sessions"], 2);
+    assert_eq!(doc["unreadable"], 2);
 }
 
 #[test]

@@ -139,7 +139,11 @@ fn measure(
     if asked.is_empty() {
         return Ok(());
     }
+    // A command refused for one key (a key of another type under a
+    // session's name, a slot moving away) must not abort the scan: its
+    // reply is an error value, counted below as unreadable or gone.
     let replies: Vec<Value> = pipe
+        .ignore_errors()
         .query(&mut node.con)
         .map_err(|e| command(&node.name, &e))?;
     let mut replies = replies.into_iter();
