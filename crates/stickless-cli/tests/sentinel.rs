@@ -33,6 +33,16 @@ fn the_sentinels_primary_is_inspected() {
         .filter(|f| f["check"] == "sentinel" && f["level"] == "ok")
         .count();
     assert_eq!(sentinels, 3, "{doc}");
+    let reached = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "reachable" && f["level"] == "ok")
+        .count();
+    assert_eq!(
+        reached, 4,
+        "three sentinels and the primary, each timed: {doc}"
+    );
 
     let wrong = url.replace("/mymaster", "/nosuch");
     let err = stickless(&wrong, &["show", &sid(3)]).failed();

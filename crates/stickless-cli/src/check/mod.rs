@@ -50,7 +50,8 @@ pub fn run(config: Config, out: Output) -> Result<(), CliError> {
 /// A node holding sessions: reached, then examined. On a cluster `map`
 /// picks a probe key that this primary serves.
 fn primary(config: &Config, endpoint: &Endpoint, map: Option<&SlotMap>, f: &mut Findings) {
-    let Some(mut con) = node::reach(config, endpoint, NodeRole::Data, f) else {
+    let Some(mut con) = node::reach(config, endpoint, NodeRole::Data, node::Down::Problem, f)
+    else {
         return;
     };
     let prefix = &config.settings.prefix;
@@ -108,19 +109,10 @@ fn cluster(config: &Config, seeds: &[HostPort], f: &mut Findings) {
         primary(config, &Endpoint::Tcp(hp.clone()), Some(&map), f);
     }
     for hp in replicas(&reply) {
-        let endpoint = Endpoint::Tcp(hp);
-        let name = endpoint_name(&endpoint);
-        match nodes::open(config, &endpoint, NodeRole::Data)
-            .and_then(|mut con| ping(&mut con).map_err(|e| crate::error::command(&name, &e)))
-        {
-            Ok(()) => f.ok(Some(&name), "reachable", "replica answers"),
-            Err(e) => f.warn(
-                Some(&name),
-                "reachable",
-                format!("replica: {e}"),
-                "restart it: while it is down, its primary has no failover candidate",
-            ),
-        }
+        let down = node::Down::Warning(
+            "restart it: while it is down, its primary has no failover candidate",
+        );
+        node::reach(config, &Endpoint::Tcp(hp), NodeRole::Data, down, f);
     }
 }
 
@@ -158,25 +150,23 @@ fn replicas(reply: &Value) -> Vec<HostPort> {
 fn sentinel(config: &Config, sentinels: &[HostPort], service: &str, f: &mut Findings) {
     for hp in sentinels {
         let endpoint = Endpoint::Tcp(hp.clone());
+        let down =
+            node::Down::Warning("restart it: with too few sentinels no failover reaches a quorum");
+        if node::reach(config, &endpoint, NodeRole::Sentinel, down, f).is_none() {
+            continue;
+        }
         let name = endpoint_name(&endpoint);
-        match nodes::open(config, &endpoint, NodeRole::Sentinel) {
-            Ok(mut con) => match nodes::sentinel_primary(config, std::slice::from_ref(hp), service) {
-                Ok(primary) => {
-                    let _ = ping(&mut con);
-                    f.ok(Some(&name), "sentinel", format!("names {primary} as primary of `{service}`"));
-                }
-                Err(e) => f.problem(
-                    Some(&name),
-                    "sentinel",
-                    e.to_string(),
-                    "check the service name in the URL (the name of `sentinel monitor`) and the sentinel's rights (+sentinel|get-master-addr-by-name)",
-                ),
-            },
-            Err(e) => f.warn(
+        match nodes::sentinel_primary(config, std::slice::from_ref(hp), service) {
+            Ok(primary) => f.ok(
+                Some(&name),
+                "sentinel",
+                format!("names {primary} as primary of `{service}`"),
+            ),
+            Err(e) => f.problem(
                 Some(&name),
                 "sentinel",
                 e.to_string(),
-                "restart it: with too few sentinels no failover reaches a quorum",
+                "check the service name in the URL (the name of `sentinel monitor`) and the sentinel's rights (+sentinel|get-master-addr-by-name)",
             ),
         }
     }
@@ -189,10 +179,6 @@ fn sentinel(config: &Config, sentinels: &[HostPort], service: &str, f: &mut Find
             "start the sentinels, or fix their addresses and the service name in the URL",
         ),
     }
-}
-
-fn ping(con: &mut redis::Connection) -> redis::RedisResult<()> {
-    redis::cmd("PING").query::<String>(con).map(drop)
 }
 
 /// Whether sessions (and the password) cross a network in clear.

@@ -20,24 +20,36 @@ const PINGS: usize = 5;
 /// first release (7.2, which reports itself as Redis 7.2.4).
 const MIN_VERSION: (u32, u32) = (6, 2);
 
-/// Connects to `endpoint` and measures PING; `None` (with a problem
+/// What it means when a node cannot be reached.
+pub enum Down {
+    /// Sessions fail: a node that holds them.
+    Problem,
+    /// Redundancy is lost, with the fix to say so (a replica, a sentinel).
+    Warning(&'static str),
+}
+
+/// Connects to `endpoint` and measures PING; `None` (with `down`
 /// recorded) when it cannot be reached.
 pub fn reach(
     config: &Config,
     endpoint: &Endpoint,
     role: NodeRole,
+    down: Down,
     f: &mut Findings,
 ) -> Option<Connection> {
     let name = endpoint_name(endpoint);
     let mut con = match nodes::open(config, endpoint, role) {
         Ok(con) => con,
         Err(e) => {
-            f.problem(
-                Some(&name),
-                "reachable",
-                e.to_string(),
-                "start the node, or fix the host, port, credentials or TLS files in the URL",
-            );
+            match down {
+                Down::Problem => f.problem(
+                    Some(&name),
+                    "reachable",
+                    e.to_string(),
+                    "start the node, or fix the host, port, credentials or TLS files in the URL",
+                ),
+                Down::Warning(fix) => f.warn(Some(&name), "reachable", e.to_string(), fix),
+            }
             return None;
         }
     };
