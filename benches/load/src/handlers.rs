@@ -16,19 +16,7 @@ pub struct Handler {
 /// Every handler the benchmark knows, in table order. `phpredis-lock` is
 /// the baseline of the ratios.
 pub fn all(extension: &Path) -> Vec<Handler> {
-    let ext = extension.display().to_string();
-    let stickless = |name, query: &str| Handler {
-        name,
-        env: vec![
-            ("SESSION_HANDLER", "stickless".into()),
-            ("PHP_EXTENSION", ext.clone()),
-            (
-                "SESSION_SAVE_PATH",
-                format!("redis://127.0.0.1:{{redis_port}}/0?prefix=bench:{query}"),
-            ),
-        ],
-        redis: true,
-    };
+    let stickless = |name, query: &str| stickless(extension, name, query);
     let phpredis = |name, locking: u8| Handler {
         name,
         env: vec![
@@ -67,6 +55,28 @@ pub fn all(extension: &Path) -> Vec<Handler> {
             redis: false,
         },
     ]
+}
+
+/// Handlers run only when `--handlers` names them: variants whose figures
+/// answer one question, not needed in every run.
+pub fn opt_in(extension: &Path) -> Vec<Handler> {
+    vec![stickless(extension, "stickless-lz4", "&compression=lz4")]
+}
+
+/// stickless with `query` appended to its save path.
+fn stickless(extension: &Path, name: &'static str, query: &str) -> Handler {
+    Handler {
+        name,
+        env: vec![
+            ("SESSION_HANDLER", "stickless".into()),
+            ("PHP_EXTENSION", extension.display().to_string()),
+            (
+                "SESSION_SAVE_PATH",
+                format!("redis://127.0.0.1:{{redis_port}}/0?prefix=bench:{query}"),
+            ),
+        ],
+        redis: true,
+    }
 }
 
 /// The ratios' baseline.

@@ -148,6 +148,7 @@ async fn run(args: &Args) -> Result<()> {
     }
     let mut handlers = handlers::all(&extension);
     if !args.handlers.is_empty() {
+        handlers.extend(handlers::opt_in(&extension));
         for name in &args.handlers {
             if !handlers.iter().any(|h| h.name == name) {
                 bail!("unknown handler `{name}`");
