@@ -31,6 +31,9 @@ pub const COMMANDS: &[(&str, Needed)] = &[
     ("pttl", Needed::Always),
     ("lpop", Needed::Always),
     ("rpush", Needed::Always),
+    ("lpush", Needed::Always),
+    ("ltrim", Needed::Always),
+    ("llen", Needed::Always),
     ("zadd", Needed::Always),
     ("zrem", Needed::Always),
     ("zremrangebyscore", Needed::Always),
@@ -49,6 +52,7 @@ pub const COMMANDS: &[(&str, Needed)] = &[
     ("ping", Needed::Always),
     ("select", Needed::NotCluster),
     ("cluster|slots", Needed::Cluster),
+    ("asking", Needed::Cluster),
     ("role", Needed::Sentinel),
 ];
 
@@ -119,6 +123,9 @@ fn probes(probe: &str, db: i64, needed: impl Fn(Needed) -> bool) -> Vec<(&'stati
         ("exists", cmd("EXISTS").arg(probe).clone()),
         ("rpush", cmd("RPUSH").arg(&list).arg(1).clone()),
         ("pexpire", cmd("PEXPIRE").arg(&list).arg(10_000).clone()),
+        ("lpush", cmd("LPUSH").arg(&list).arg(1).clone()),
+        ("ltrim", cmd("LTRIM").arg(&list).arg(0).arg(0).clone()),
+        ("llen", cmd("LLEN").arg(&list).clone()),
         ("lpop", cmd("LPOP").arg(&list).clone()),
         // The list is empty again: this waits its 10 ms and returns nil.
         ("blpop", cmd("BLPOP").arg(&list).arg(0.01).clone()),
@@ -154,6 +161,7 @@ fn probes(probe: &str, db: i64, needed: impl Fn(Needed) -> bool) -> Vec<(&'stati
         ("wait", cmd("WAIT").arg(0).arg(0).clone()),
         ("select", cmd("SELECT").arg(db).clone()),
         ("cluster|slots", cmd("CLUSTER").arg("SLOTS").clone()),
+        ("asking", cmd("ASKING").clone()),
         ("role", cmd("ROLE").clone()),
         // Last: it clears what the probes created.
         (
@@ -212,6 +220,63 @@ mod tests {
             .collect();
         for (command, _) in COMMANDS {
             assert!(names.contains(command), "{command} is not probed");
+        }
+    }
+
+    /// Every command name the core's sources send: `redis.call('X'` in the
+    /// scripts, `cmd("X")` in the drivers.
+    fn sent_by_the_core() -> Vec<String> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).expect("the core's sources") {
+                let path = entry.expect("a directory entry").path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(std::fs::read_to_string(&path).expect("a source file"));
+                }
+            }
+        }
+        let mut sources = Vec::new();
+        let core = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../stickless/src");
+        walk(&core, &mut sources);
+        let mut names = Vec::new();
+        for text in &sources {
+            for (open, close) in [("redis.call('", "'"), ("cmd(\"", "\"")] {
+                for piece in text.split(open).skip(1) {
+                    let Some(name) = piece.split(close).next() else {
+                        continue;
+                    };
+                    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase()) {
+                        names.push(name.to_ascii_lowercase());
+                    }
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    #[test]
+    fn every_command_the_core_sends_is_in_the_list() {
+        let listed: Vec<&str> = COMMANDS
+            .iter()
+            .map(|(c, _)| c.split('|').next().unwrap_or(c))
+            .collect();
+        let sent = sent_by_the_core();
+        assert!(
+            sent.contains(&"lpush".to_owned()),
+            "the scan found {sent:?}"
+        );
+        for name in &sent {
+            // The sentinels' own rights are documented apart.
+            if name == "sentinel" {
+                continue;
+            }
+            assert!(
+                listed.contains(&name.as_str()),
+                "the core sends {name}, which neither `stickless check` nor docs/OPERATIONS.md's ACL line grants"
+            );
         }
     }
 
