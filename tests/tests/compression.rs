@@ -10,7 +10,7 @@ use redis::Commands;
 use stickless::aio::Store;
 use stickless::php::SerializeHandler;
 use stickless::{Compression, Config, CorruptKind, Envelope, Error, SessionId};
-use stickless_e2e::{RedisServer, php_session};
+use stickless_e2e::{RedisServer, php, php_session};
 
 const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
@@ -222,6 +222,34 @@ fn a_value_that_expands_past_max_size_is_refused() {
     );
     let after: Vec<u8> = redis.client().get(big.keys(&id).data()).unwrap();
     assert_eq!(after, stored, "left in place");
+}
+
+#[test]
+fn the_ini_setting_applies_and_the_query_overrides_it() {
+    let redis = RedisServer::start();
+    let store = Store::new(Config::parse(&url(&redis, "")).unwrap());
+    for (query, codec) in [
+        ("", Compression::Lz4),
+        ("&compression=none", Compression::None),
+    ] {
+        let out = php()
+            .args(["-d", "stickless.compression=lz4"])
+            .args(["-d", "session.save_handler=stickless"])
+            .arg("-d")
+            .arg(format!("session.save_path=\"{}\"", url(&redis, query)))
+            .args([
+                "-d",
+                "session.use_cookies=0",
+                "-d",
+                "session.cache_limiter=",
+            ])
+            .args(["-r", PHP_CART])
+            .output()
+            .expect("php runs");
+        assert!(out.status.success() && out.stderr.is_empty(), "{query}");
+        let sid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert_eq!(codec_of(&raw(&redis, &store, &sid)), codec, "{query:?}");
+    }
 }
 
 #[test]
