@@ -86,9 +86,9 @@ mod steps;
 mod token;
 
 pub use blocking::Store;
+pub use compress::Compression;
 pub use config::{Config, ConfigError, Durability, OnLockTimeout, Settings};
 pub use crypto::{KeyRing, KeyRingError};
-pub use compress::Compression;
 pub use envelope::{Envelope, Sealing};
 pub use error::{CorruptKind, Error, InvalidSessionId, LostReason};
 pub use id::SessionId;
