@@ -12,7 +12,7 @@
 #   make k8s-validate  deploy/kubernetes/ against the Kubernetes schemas, offline
 #                (deploy/kubernetes/validate.sh; installs kubernetes-validate into target/)
 #   make bench   the multi-pod load benchmark, every handler side by side -> target/bench/
-#   make bench-smoke  the same for a few seconds per handler (part of make test)
+#   make bench-smoke  the same for a few seconds per handler, and stickless on a 2-primary cluster (part of make test)
 #   make bench-cycle  µs per session_start+write cycle: stickless vs phpredis (locking on)
 #   make fuzz    every fuzz target for 60 s (scripts/fuzz.sh; installs cargo-fuzz)
 #   make fuzz-smoke  the same for 10 s each (CI)
@@ -66,6 +66,8 @@ bench: build
 
 bench-smoke: build
 	cargo run --release -p stickless-bench -- --smoke --out target/bench-smoke
+	cargo run --release -p stickless-bench -- --smoke --topology cluster --primaries 2 \
+		--handlers stickless --rtt-ms 0 --out target/bench-smoke-cluster
 
 bench-cycle: build
 	bash benches/cli-cycle.sh
