@@ -1282,4 +1282,21 @@ mod tests {
             Value::Array(vec![Value::Array(vec![Value::Int(1)]), Value::Int(1)])
         );
     }
+
+    #[test]
+    fn a_map_that_could_not_be_asked_for_says_the_budget_ran_out() {
+        // Before, an empty list of reasons read "no cluster node answered
+        // CLUSTER SLOTS - Io:" after a step had spent its budget elsewhere.
+        let f = Failed::everywhere("no cluster node answered CLUSTER SLOTS", Vec::new());
+        let text = f.err.to_string();
+        assert!(
+            text.contains("budget_ms was spent before any node could be asked"),
+            "{text}"
+        );
+        let f = Failed::everywhere(
+            "no cluster node answered CLUSTER SLOTS",
+            vec!["127.0.0.1:7000: connection refused".into()],
+        );
+        assert!(f.err.to_string().contains("7000: connection refused"));
+    }
 }
