@@ -211,12 +211,8 @@ impl Link {
             let limit = attempts.limit(self.io_timeout + wait);
             let Some(entry) = self.nodes.get_mut(&node) else {
                 // Dropped after a broken exchange: the step retries.
-                return Err(Failed::at(
-                    timed_out("the connection broke".into()),
-                    &node,
-                    Phase::Reply,
-                    reused,
-                ));
+                let broke = io::Error::new(io::ErrorKind::BrokenPipe, "the connection broke");
+                return Err(Failed::at(broke.into(), &node, Phase::Reply, reused));
             };
             let (pipe, sent) = batch.pipeline(is_asking, attempts.count > 1);
             self.round_trips += 1;
