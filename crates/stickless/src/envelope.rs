@@ -39,12 +39,13 @@ pub struct Sealing<'a> {
 }
 
 impl Sealing<'_> {
-    /// Plain values, no compression, no keys: what older builds wrote.
+    /// Plain values, no compression, no keys: what older builds wrote. Reads
+    /// still decode compressed values, up to the default `max_size`.
     pub const PLAIN: Sealing<'static> = Sealing {
         keys: None,
         compression: Compression::None,
         compression_threshold: usize::MAX,
-        max_size: usize::MAX,
+        max_size: 4 * 1024 * 1024,
     };
 }
 
@@ -417,6 +418,15 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn plain_sealing_reads_within_the_default_max_size() {
+        assert_eq!(Sealing::PLAIN.max_size, Settings::default().max_size);
+        let default = Settings::default();
+        let how = default.sealing();
+        assert_eq!(how.compression, Compression::None);
+        assert_eq!(how.compression_threshold, 1024);
     }
 
     #[test]
