@@ -1299,4 +1299,32 @@ mod tests {
         );
         assert!(f.err.to_string().contains("7000: connection refused"));
     }
+
+    #[test]
+    fn moved_on_a_script_resends_it_to_the_new_owner_without_asking() {
+        let (first, resend) = (call(false), call(true));
+        let mut batch = Batch::new(Op::Call {
+            first: &first,
+            resend: &resend,
+            then: None,
+        });
+        let (_, sent) = batch.pipeline(false, false);
+        let moved = server_error("MOVED", "42 127.0.0.1:7001");
+        let Taken::Failed(err) = batch.take(&sent, vec![moved]) else {
+            panic!("MOVED must lead to another attempt")
+        };
+        let mut routing = cluster_routing();
+        let mut attempts = Attempts::new(Duration::from_secs(1), Duration::ZERO);
+        assert_eq!(
+            next(&mut attempts, &mut routing, &failed(err, false)),
+            "now"
+        );
+        assert_eq!(attempts.asking, None, "MOVED is no ASK");
+        assert_eq!(
+            routing.known(42),
+            Some(Endpoint::Tcp(HostPort::new("127.0.0.1", 7001)))
+        );
+        let (second, _) = batch.pipeline(false, true);
+        assert_eq!(names(&second), ["EVALSHA"]);
+    }
 }
