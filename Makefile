@@ -20,6 +20,7 @@
 #                Redis 8, Valkey 8.1) in a root under target/platform/ (scripts/platform.sh;
 #                needs root; builds into target/trixie/)
 #   make test-sid     the same on Debian sid (PHP 8.4, Valkey 9)
+#   make ci-trixie    CI's trixie leg: test-trixie's PHP-facing tests on Valkey only
 #   make fmt     format the Rust code
 #   make lint    rustfmt check + clippy with warnings as errors
 #
@@ -30,7 +31,7 @@
 EXT := target/release/libstickless_php.so
 
 .PHONY: all deps build demo up down status test bench bench-smoke bench-cycle fuzz fuzz-smoke fmt lint k8s-validate \
-	test-trixie test-sid platform-tests platform-check platform-build
+	test-trixie test-sid ci-trixie platform-tests platform-ci platform-check platform-build
 
 all: build
 
@@ -99,11 +100,21 @@ test-trixie test-sid: test-%:
 # CLI next to it for clusters).
 platform-tests: platform-e2e-redis platform-e2e-valkey platform-core-redis platform-core-valkey
 
+# CI's trixie leg (.ci/run runs its steps one by one, to count each): the
+# PHP-facing tests once, on Valkey, and the behaviour suite on both servers.
+ci-trixie:
+	bash scripts/platform.sh setup trixie
+	bash scripts/platform.sh run trixie -- make -k platform-ci
+
+platform-ci: platform-e2e-valkey platform-core-redis platform-core-valkey
+
 platform-check:
 	@test -n "$(STICKLESS_PLATFORM)" || { echo "error: run this inside scripts/platform.sh run SUITE" >&2; exit 1; }
 
+# The same script as deploy/docker/'s builder stage, so the image's path is
+# tested: it builds, then checks the module loads cleanly into this PHP.
 platform-build: platform-check
-	cargo build --release -p stickless-php
+	bash deploy/docker/build-extension.sh
 
 platform-e2e-%: platform-build
 	STICKLESS_REDIS_SERVER=/usr/bin/$*-server; $$STICKLESS_REDIS_SERVER --version; export STICKLESS_REDIS_SERVER; \
