@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use stickless::{Config, Error, OpenMode, Opened, SessionId, Store};
+use stickless::{Config, Error, OpenMode, Opened, SessionId, SessionKeys, Store};
 use support::RedisServer;
 use support::cluster::RedisCluster;
 use support::deployment::Deployment;
@@ -139,46 +139,35 @@ fn tls_reaches_every_node_of_a_cluster() {
 
 // ---------------------------------------------------------------- ACL
 
+/// The commands docs/OPERATIONS.md tells operators to allow: the test user
+/// gets exactly those, so the documented list is the one that is tested.
+fn documented_commands() -> Vec<&'static str> {
+    const OPERATIONS: &str = include_str!("../../../docs/OPERATIONS.md");
+    let block = OPERATIONS
+        .split("ACL SETUSER app ")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/OPERATIONS.md has an ACL SETUSER app block");
+    let commands: Vec<&str> = block
+        .split_whitespace()
+        .filter(|w| w.starts_with('+'))
+        .collect();
+    assert!(commands.len() > 20, "only {commands:?} in the ACL block");
+    commands
+}
+
 /// The least a stickless user needs, on its own key prefix only.
-const ACL_RULES: &[&str] = &[
-    "on",
-    ">app-password-1",
-    "~app:*",
-    "resetchannels",
-    "-@all",
-    "+get",
-    "+set",
-    "+del",
-    "+pexpire",
-    "+pttl",
-    "+lpop",
-    "+rpush",
-    "+zadd",
-    "+zrem",
-    "+zremrangebyscore",
-    "+zcard",
-    "+zscore",
-    "+sadd",
-    "+sismember",
-    "+getrange",
-    "+exists",
-    "+time",
-    "+evalsha",
-    "+eval",
-    "+script|load",
-    "+blpop",
-    "+wait",
-    "+ping",
-    "+select",
-    "+cluster|slots",
-    "+role",
-];
+fn acl_rules() -> Vec<&'static str> {
+    let mut rules = vec!["on", ">app-password-1", "~app:*", "resetchannels", "-@all"];
+    rules.extend(documented_commands());
+    rules
+}
 
 fn restrict(con: &mut impl redis::ConnectionLike) {
     let mut cmd = redis::cmd("ACL");
     cmd.arg("SETUSER").arg("app");
-    for rule in ACL_RULES {
-        cmd.arg(*rule);
+    for rule in acl_rules() {
+        cmd.arg(rule);
     }
     let _: () = cmd.query(con).expect("ACL SETUSER");
 }
@@ -205,6 +194,36 @@ fn acl_case(deployment: &dyn Deployment, url_for: impl Fn(&str) -> String) {
     ));
     std::thread::sleep(Duration::from_millis(400)); // beyond one lease: renewed
     assert!(holder.commit(lease, b"renewed".to_vec(), TTL).is_ok());
+    // A hand-off: the commit passes the lock to a request that waits for it.
+    let Opened::Locked { lease, .. } = holder.lock(&sid(5), OpenMode::CreateIfMissing).unwrap()
+    else {
+        panic!("free lock")
+    };
+    let patient = format!("{}&lock_wait_ms=5000", url_for("app:app-password-1"));
+    let waiting = std::thread::spawn(move || {
+        let mut waiter = Store::new(Config::parse(&patient).unwrap());
+        let Opened::Locked { lease, loaded, .. } =
+            waiter.lock(&sid(5), OpenMode::CreateIfMissing).unwrap()
+        else {
+            panic!("the waiter got no lock")
+        };
+        let seen = loaded.payload().to_vec();
+        waiter
+            .commit(lease, b"after the hand-off".to_vec(), TTL)
+            .map(|_| seen)
+    });
+    let data_key = SessionKeys::derive("app:", &sid(5)).data();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while deployment.blocked_clients(&data_key) == 0 {
+        assert!(Instant::now() < deadline, "the waiter never queued");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(holder.commit(lease, b"handed over".to_vec(), TTL).is_ok());
+    let seen = waiting
+        .join()
+        .expect("waiter")
+        .expect("the waiter's commit");
+    assert_eq!(seen, b"handed over");
     let Opened::Locked { lease, .. } = holder.lock(&sid(4), OpenMode::CreateIfMissing).unwrap()
     else {
         panic!("free lock")
