@@ -31,6 +31,19 @@ pub enum CliError {
         cause: String,
     },
 
+    /// The session's slot is being moved between nodes (resharding).
+    #[error(
+        "{node}: {slot} is moving or has moved to {to} (the cluster is being resharded); nothing was changed: run the command again, once the move is over"
+    )]
+    SlotMoving {
+        /// The node that answered.
+        node: String,
+        /// "slot N", as the node said.
+        slot: String,
+        /// Where the node sent it, as `host:port`.
+        to: String,
+    },
+
     /// A command on a reachable node failed.
     #[error("{node}: {cause}")]
     Command {
@@ -127,10 +140,61 @@ pub enum CliError {
     Output(#[from] std::io::Error),
 }
 
-/// A node's command error, with the node named.
+/// A node's command error, with the node named. A slot on the move answers
+/// with a redirect or TRYAGAIN before the command does anything: said so, as
+/// a request would retry it but a one-shot tool should not guess.
 pub fn command(node: &str, e: &redis::RedisError) -> CliError {
-    CliError::Command {
-        node: node.to_owned(),
-        cause: e.to_string(),
+    let moving = e
+        .redirect_node()
+        .map(|(to, slot)| (Some(to.to_owned()), Some(slot)));
+    let moving = moving.or_else(|| {
+        (e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain))
+            .then_some((None, None))
+    });
+    match moving {
+        Some((to, slot)) => CliError::SlotMoving {
+            node: node.to_owned(),
+            slot: slot.map_or_else(|| "its slot".to_owned(), |s| format!("slot {s}")),
+            to: to.unwrap_or_else(|| "another node".to_owned()),
+        },
+        None => CliError::Command {
+            node: node.to_owned(),
+            cause: e.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(reply: &str) -> redis::RedisError {
+        redis::parse_redis_value(reply.as_bytes())
+            .and_then(redis::Value::extract_error)
+            .expect_err("an error reply")
+    }
+
+    #[test]
+    fn a_slot_on_the_move_is_named_and_nothing_is_said_to_have_changed() {
+        let ask = command(
+            "127.0.0.1:7000",
+            &server_error("-ASK 3999 127.0.0.1:7003\r\n"),
+        );
+        assert!(
+            matches!(&ask, CliError::SlotMoving { slot, to, .. } if slot == "slot 3999" && to == "127.0.0.1:7003")
+        );
+        assert!(ask.to_string().contains("nothing was changed"), "{ask}");
+        let moved = command(
+            "127.0.0.1:7000",
+            &server_error("-MOVED 12 127.0.0.1:7001\r\n"),
+        );
+        assert!(matches!(moved, CliError::SlotMoving { .. }));
+        let again = command(
+            "127.0.0.1:7000",
+            &server_error("-TRYAGAIN Multiple keys request during rehashing of slot\r\n"),
+        );
+        assert!(matches!(&again, CliError::SlotMoving { to, .. } if to == "another node"));
+        let other = command("127.0.0.1:7000", &server_error("-NOPERM no\r\n"));
+        assert!(matches!(other, CliError::Command { .. }));
     }
 }
