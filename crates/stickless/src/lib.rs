@@ -78,6 +78,7 @@ mod error;
 mod id;
 mod keeper;
 mod keys;
+pub mod metrics;
 pub mod php;
 mod route;
 pub mod scripts;

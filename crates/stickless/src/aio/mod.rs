@@ -44,7 +44,7 @@ mod keeper;
 mod link;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::{Cmd, Value};
@@ -58,6 +58,7 @@ use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::keeper::{Claim, Keeping};
 use crate::keys::SessionKeys;
+use crate::metrics::{self, Probe, Step};
 use crate::php::SerializeHandler;
 use crate::route::Op;
 use crate::scripts::{self, Call, DestroyReply};
@@ -84,6 +85,8 @@ struct Inner {
     /// task (see `crate::keeper`).
     keeping: Arc<Keeping>,
     keeper_started: AtomicBool,
+    /// Round trips already counted in [`crate::metrics`].
+    reported: AtomicU64,
     /// A tokio runtime does not survive `fork()`, so neither does a store.
     pid: u32,
 }
@@ -110,6 +113,7 @@ impl Store {
                 handler,
                 lifetime,
                 keeper_started: AtomicBool::new(false),
+                reported: AtomicU64::new(0),
                 pid: std::process::id(),
             }),
         }
@@ -123,6 +127,11 @@ impl Store {
     /// Round trips made so far by all clones.
     pub fn round_trips(&self) -> u64 {
         self.inner.link.round_trips()
+    }
+
+    /// Round trips since the last step was counted in [`crate::metrics`].
+    fn unreported(&self) -> u64 {
+        metrics::unreported(&self.inner.reported, self.inner.link.round_trips())
     }
 
     /// The keys of `id` under this store's prefix.
@@ -184,6 +193,13 @@ impl Store {
     /// Cancel-safe: a future dropped at any await leaves no lock and no
     /// registration behind; its token is cleared in the background.
     pub async fn lock(&self, id: &SessionId, mode: OpenMode) -> Result<Opened, Error> {
+        let probe = Probe::start(Step::Lock);
+        let result = self.lock_step(id, mode).await;
+        probe.opened(&result, self.unreported());
+        result
+    }
+
+    async fn lock_step(&self, id: &SessionId, mode: OpenMode) -> Result<Opened, Error> {
         let keys = self.keys(id);
         let token = LockToken::random()?;
         let claim = self.claim(keys.clone(), token.clone());
@@ -267,6 +283,13 @@ impl Store {
 
     /// Reads `id` without locking: one round trip, from the primary.
     pub async fn load(&self, id: &SessionId) -> Result<Loaded, Error> {
+        let probe = Probe::start(Step::Load);
+        let result = self.load_step(id).await;
+        probe.loaded(&result, self.unreported());
+        result
+    }
+
+    async fn load_step(&self, id: &SessionId) -> Result<Loaded, Error> {
         let keys = self.keys(id);
         let get = {
             let mut get = redis::cmd("GET");
@@ -300,6 +323,19 @@ impl Store {
         payload: Vec<u8>,
         ttl: Duration,
     ) -> Result<Committed, Error> {
+        let probe = Probe::start(Step::Commit);
+        let (written, new) = (payload.len(), !lease.was_stored());
+        let result = self.commit_step(lease, payload, ttl).await;
+        probe.committed(&result, written, new, self.unreported());
+        result
+    }
+
+    async fn commit_step(
+        &self,
+        lease: Lease,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Committed, Error> {
         let s = &self.inner.config.settings;
         let sealed = check_size(&lease.keys, &payload, s.max_size)
             .and_then(|()| steps::seal(s, lease.next_envelope(payload), &lease.keys));
@@ -324,12 +360,26 @@ impl Store {
 
     /// Extends the stored value's lifetime and releases the lock.
     pub async fn touch(&self, lease: Lease, ttl: Duration) -> Result<(), Error> {
+        let probe = Probe::start(Step::Touch);
+        let result = self.touch_step(lease, ttl).await;
+        probe.done(&result, self.unreported());
+        result
+    }
+
+    async fn touch_step(&self, lease: Lease, ttl: Duration) -> Result<(), Error> {
         let call = steps::touch(&lease, ttl, &self.inner.config.settings);
         self.ending(lease, &call).await
     }
 
     /// Releases the lock without writing.
     pub async fn release(&self, lease: Lease) -> Result<(), Error> {
+        let probe = Probe::start(Step::Release);
+        let result = self.release_step(lease).await;
+        probe.done(&result, self.unreported());
+        result
+    }
+
+    async fn release_step(&self, lease: Lease) -> Result<(), Error> {
         let call = steps::release(&lease, &self.inner.config.settings);
         self.ending(lease, &call).await
     }
@@ -343,6 +393,13 @@ impl Store {
     /// Deletes a session, releasing `lease` if given; refused while another
     /// request holds the lock.
     pub async fn destroy(&self, id: &SessionId, lease: Option<Lease>) -> Result<(), Error> {
+        let probe = Probe::start(Step::Destroy);
+        let result = self.destroy_step(id, lease).await;
+        probe.done(&result, self.unreported());
+        result
+    }
+
+    async fn destroy_step(&self, id: &SessionId, lease: Option<Lease>) -> Result<(), Error> {
         let keys = lease
             .as_ref()
             .map_or_else(|| self.keys(id), |l| l.keys.clone());
@@ -366,6 +423,19 @@ impl Store {
     /// Stores a brand-new session, never over an existing one, without
     /// taking its lock (for IDs nobody else can know yet).
     pub async fn create(
+        &self,
+        id: &SessionId,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let probe = Probe::start(Step::Create);
+        let written = payload.len();
+        let result = self.create_step(id, payload, ttl).await;
+        probe.created(&result, written, self.unreported());
+        result
+    }
+
+    async fn create_step(
         &self,
         id: &SessionId,
         payload: Vec<u8>,

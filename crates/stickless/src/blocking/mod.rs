@@ -9,6 +9,7 @@
 mod keeper;
 mod link;
 
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use redis::{Cmd, Value};
@@ -20,6 +21,7 @@ use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::keeper::Claim;
 use crate::keys::SessionKeys;
+use crate::metrics::{self, Probe, Step};
 use crate::route::Op;
 use crate::scripts::{self, Call, DestroyReply};
 use crate::session::{Committed, Lease, Loaded, OpenMode, Opened, check_size, now_ms};
@@ -51,6 +53,8 @@ pub struct Store {
     config: Config,
     link: Link,
     keeper: Keeper,
+    /// Round trips already counted in [`crate::metrics`].
+    reported: AtomicU64,
 }
 
 impl Store {
@@ -59,6 +63,7 @@ impl Store {
         Self {
             link: Link::new(&config),
             keeper: Keeper::new(&config),
+            reported: AtomicU64::new(0),
             config,
         }
     }
@@ -82,6 +87,11 @@ impl Store {
         self.link.round_trips()
     }
 
+    /// Round trips since the last step was counted in [`crate::metrics`].
+    fn unreported(&self) -> u64 {
+        metrics::unreported(&self.reported, self.link.round_trips())
+    }
+
     /// Leases being renewed in the background, and tokens waiting to be
     /// cleared after a failure (for statistics and tests).
     pub fn background(&self) -> (usize, usize) {
@@ -96,6 +106,13 @@ impl Store {
     /// Locks `id` and reads it in one round trip, waiting for other holders
     /// (woken in arrival order, no polling) for at most `lock_wait`.
     pub fn lock(&mut self, id: &SessionId, mode: OpenMode) -> Result<Opened, Error> {
+        let probe = Probe::start(Step::Lock);
+        let result = self.lock_step(id, mode);
+        probe.opened(&result, self.unreported());
+        result
+    }
+
+    fn lock_step(&mut self, id: &SessionId, mode: OpenMode) -> Result<Opened, Error> {
         let keys = self.keys(id);
         let token = LockToken::random()?;
         // Dropped unsettled (no reply), the claim's token is abandoned in
@@ -171,6 +188,13 @@ impl Store {
 
     /// Reads `id` without locking: one round trip, always from the primary.
     pub fn load(&mut self, id: &SessionId) -> Result<Loaded, Error> {
+        let probe = Probe::start(Step::Load);
+        let result = self.load_step(id);
+        probe.loaded(&result, self.unreported());
+        result
+    }
+
+    fn load_step(&mut self, id: &SessionId) -> Result<Loaded, Error> {
         let keys = self.keys(id);
         let mut get = redis::cmd("GET");
         get.arg(keys.data());
@@ -195,6 +219,19 @@ impl Store {
     /// held (not applied: apply it now) or its own envelope stored
     /// (applied: done).
     pub fn commit(
+        &mut self,
+        lease: Lease,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Committed, Error> {
+        let probe = Probe::start(Step::Commit);
+        let (written, new) = (payload.len(), !lease.was_stored());
+        let result = self.commit_step(lease, payload, ttl);
+        probe.committed(&result, written, new, self.unreported());
+        result
+    }
+
+    fn commit_step(
         &mut self,
         lease: Lease,
         payload: Vec<u8>,
@@ -226,12 +263,26 @@ impl Store {
     /// an unchanged session, in one round trip. It never fails for a lapsed
     /// lease: renewing a lifetime is harmless whoever holds the lock.
     pub fn touch(&mut self, lease: Lease, ttl: Duration) -> Result<(), Error> {
+        let probe = Probe::start(Step::Touch);
+        let result = self.touch_step(lease, ttl);
+        probe.done(&result, self.unreported());
+        result
+    }
+
+    fn touch_step(&mut self, lease: Lease, ttl: Duration) -> Result<(), Error> {
         let call = steps::touch(&lease, ttl, &self.config.settings);
         self.ending(lease, &call)
     }
 
     /// Releases the lock without writing (session_abort, read_and_close).
     pub fn release(&mut self, lease: Lease) -> Result<(), Error> {
+        let probe = Probe::start(Step::Release);
+        let result = self.release_step(lease);
+        probe.done(&result, self.unreported());
+        result
+    }
+
+    fn release_step(&mut self, lease: Lease) -> Result<(), Error> {
         let call = steps::release(&lease, &self.config.settings);
         self.ending(lease, &call)
     }
@@ -247,6 +298,13 @@ impl Store {
     /// Deletes a session in one round trip, releasing `lease` if given.
     /// Refused while another request holds the lock.
     pub fn destroy(&mut self, id: &SessionId, lease: Option<Lease>) -> Result<(), Error> {
+        let probe = Probe::start(Step::Destroy);
+        let result = self.destroy_step(id, lease);
+        probe.done(&result, self.unreported());
+        result
+    }
+
+    fn destroy_step(&mut self, id: &SessionId, lease: Option<Lease>) -> Result<(), Error> {
         let keys = lease
             .as_ref()
             .map_or_else(|| self.keys(id), |l| l.keys.clone());
@@ -271,6 +329,19 @@ impl Store {
     /// yet; PHP's new sessions are locked instead ([`OpenMode::New`]), since
     /// their cookie can reach the browser before the request ends.
     pub fn create(&mut self, id: &SessionId, payload: Vec<u8>, ttl: Duration) -> Result<(), Error> {
+        let probe = Probe::start(Step::Create);
+        let written = payload.len();
+        let result = self.create_step(id, payload, ttl);
+        probe.created(&result, written, self.unreported());
+        result
+    }
+
+    fn create_step(
+        &mut self,
+        id: &SessionId,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
         let keys = self.keys(id);
         let s = &self.config.settings;
         check_size(&keys, &payload, s.max_size)?;
