@@ -56,6 +56,7 @@ status:
 
 test: build
 	cargo test --workspace --release
+	cargo test --release -p stickless --features metrics --test metrics_facade
 	$(MAKE) k8s-validate
 	$(MAKE) bench-smoke
 

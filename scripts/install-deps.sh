@@ -36,6 +36,8 @@ set -euo pipefail
 #   debootstrap      builds them under target/platform/
 # and for checking deploy/kubernetes/ offline (make k8s-validate):
 #   python3-venv     the venv under target/ that kubernetes-validate (PyPI) goes into
+# and for checking Stickless\metrics()' output (tests/tests/pod_metrics.rs):
+#   prometheus       its promtool, for `promtool check metrics`
 packages=(
   php8.2-dev php8.2-cli php8.2-fpm php8.2-redis php8.2-memcached
   clang libclang-dev
@@ -43,6 +45,7 @@ packages=(
   php8.2-cgi gnupg gpgv xz-utils debian-keyring
   debootstrap
   python3-venv
+  prometheus
 )
 # shellcheck disable=SC2206 # word splitting is the point
 packages+=(${EXTRA_PACKAGES:-})

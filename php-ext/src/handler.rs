@@ -6,9 +6,10 @@
 use std::cell::RefMut;
 use std::time::Duration;
 
-use stickless::{Committed, Config, Error, Lease, Loaded, OpenMode, Opened, SessionId, Store};
+use stickless::metrics::Event;
+use stickless::{Config, Error, Lease, Loaded, OpenMode, Opened, SessionId, Store};
 
-use crate::stats::{self, ERRORS, LAPSED_WRITES, LOCK_TIMEOUTS, LOCK_WAITS, REQUESTS};
+use crate::stats;
 use crate::stores::{self, Shared};
 
 /// A message for an E_WARNING; already free of session IDs and secrets.
@@ -28,11 +29,8 @@ pub fn reported<T>(r: Result<T, Warning>) -> Option<T> {
 }
 
 impl From<Error> for Warning {
+    /// The store has counted the failure already.
     fn from(e: Error) -> Self {
-        match &e {
-            Error::LockTimeout { .. } => stats::bump(&LOCK_TIMEOUTS),
-            _ => stats::bump(&ERRORS),
-        }
         Warning(e.to_string())
     }
 }
@@ -77,17 +75,9 @@ pub struct Handler {
     created: Vec<SessionId>,
 }
 
-/// A write that went through after its lease lapsed is counted, not
-/// reported: nothing was lost (nobody had changed the session).
-fn count_lapsed(how: Committed) {
-    if how == Committed::AfterLapse {
-        stats::bump(&LAPSED_WRITES);
-    }
-}
-
 fn parse_id(raw: &[u8]) -> Result<SessionId, Warning> {
     SessionId::from_bytes(raw).map_err(|e| {
-        stats::bump(&ERRORS);
+        stats::count(&Event::Error("invalid_id"));
         Warning(format!("{e}; rejected without contacting Redis"))
     })
 }
@@ -100,11 +90,6 @@ impl Handler {
             active: Active::Idle,
             created: Vec::new(),
         }
-    }
-
-    /// Round trips made so far by this handler's store.
-    pub fn round_trips(&self) -> u64 {
-        self.store.borrow().round_trips()
     }
 
     /// The configuration in force.
@@ -182,25 +167,19 @@ impl Handler {
 
     /// Locks and loads `id`; Ok(false) when it must exist and does not.
     fn open(&mut self, id: &SessionId, mode: OpenMode) -> Result<bool, Warning> {
-        stats::bump(&REQUESTS);
         let opened = self.store().lock(id, mode)?;
-        let (loaded, waited) = match opened {
+        let loaded = match opened {
             Opened::Missing => return Ok(false),
-            Opened::Locked {
-                lease,
-                loaded,
-                waited,
-            } => {
+            Opened::Locked { lease, loaded, .. } => {
                 let seen = loaded.payload().to_vec();
                 self.active = Active::Locked {
                     id: id.clone(),
                     lease,
                     seen,
                 };
-                (loaded, waited)
+                loaded
             }
             Opened::ReadOnly { loaded, waited } => {
-                stats::bump(&LOCK_TIMEOUTS);
                 crate::warn(&format!(
                     "session {} is locked by another request; opened read-only after {} ms (on_lock_timeout=readonly), changes will not be saved",
                     self.store().keys(id).tag(),
@@ -211,14 +190,10 @@ impl Handler {
                     id: id.clone(),
                     seen,
                 };
-                (loaded, waited)
+                loaded
             }
         };
-        if !waited.is_zero() {
-            stats::bump(&LOCK_WAITS);
-        }
         if let Loaded::Corrupt(kind) = &loaded {
-            stats::bump(&ERRORS);
             crate::warn(&format!(
                 "session {} holds an unreadable value ({kind}); starting empty, the stored value is kept until the application writes",
                 self.store().keys(id).tag()
@@ -229,10 +204,8 @@ impl Handler {
 
     /// Loads `id` without a lock (read_and_close); Ok(false) when nothing is stored.
     fn snapshot(&mut self, id: &SessionId) -> Result<bool, Warning> {
-        stats::bump(&REQUESTS);
         let loaded = self.store().load(id)?;
         if let Loaded::Corrupt(kind) = &loaded {
-            stats::bump(&ERRORS);
             crate::warn(&format!(
                 "session {} holds an unreadable value ({kind}); starting empty",
                 self.store().keys(id).tag()
@@ -309,7 +282,7 @@ impl Handler {
                 if seen == data && lease.was_stored() {
                     self.store().touch(lease, ttl)?;
                 } else {
-                    count_lapsed(self.store().commit(lease, data.to_vec(), ttl)?);
+                    self.store().commit(lease, data.to_vec(), ttl)?;
                 }
                 Ok(())
             }
@@ -317,7 +290,7 @@ impl Handler {
                 if seen == data {
                     return Ok(());
                 }
-                stats::bump(&ERRORS);
+                stats::count(&Event::Error("read_only_write"));
                 Err(Warning(format!(
                     "session {} was opened read-only after a lock timeout; the write was refused",
                     self.store().keys(&id).tag()
@@ -337,11 +310,11 @@ impl Handler {
                 match opened {
                     Opened::Locked { lease, .. } => {
                         self.created.retain(|c| *c != id);
-                        count_lapsed(self.store().commit(lease, data.to_vec(), ttl)?);
+                        self.store().commit(lease, data.to_vec(), ttl)?;
                         Ok(())
                     }
                     Opened::ReadOnly { .. } | Opened::Missing => {
-                        stats::bump(&ERRORS);
+                        stats::count(&Event::Error("read_only_write"));
                         Err(Warning(format!(
                             "session {} is locked by another request; the write was refused",
                             self.store().keys(&id).tag()

@@ -261,16 +261,6 @@ pub fn shutdown() {
     });
 }
 
-/// Round trips the native handler made in this worker.
-pub fn round_trips() -> u64 {
-    NATIVE.with(|cell| {
-        cell.try_borrow()
-            .ok()
-            .and_then(|slot| slot.as_ref().map(Handler::round_trips))
-            .unwrap_or(0)
-    })
-}
-
 /// The native handler's configuration, for phpinfo().
 pub fn current_config() -> Option<Config> {
     NATIVE.with(|cell| cell.try_borrow().ok()?.as_ref().map(Handler::config))

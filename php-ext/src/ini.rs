@@ -195,8 +195,12 @@ pub fn config(save_path: &str) -> Result<Config, Warning> {
     if let Some(config) = cached {
         return Ok(config);
     }
-    let settings = settings_from(&raw).map_err(|e| Warning(format!("ini: {e}")))?;
-    let config = Config::parse_with(save_path, settings).map_err(|e| Warning(e.to_string()))?;
+    let refused = |why: String| {
+        crate::stats::count(&stickless::metrics::Event::Error("config"));
+        Warning(why)
+    };
+    let settings = settings_from(&raw).map_err(|e| refused(format!("ini: {e}")))?;
+    let config = Config::parse_with(save_path, settings).map_err(|e| refused(e.to_string()))?;
     LAST.with(|last| {
         if let Ok(mut last) = last.try_borrow_mut() {
             *last = Some(Built {

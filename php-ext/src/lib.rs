@@ -48,6 +48,10 @@ fn startup(_ty: i32, module_number: i32) -> i32 {
 }
 
 fn start(module_number: i32) -> i32 {
+    // First: the counters must be mapped before php-fpm forks its workers.
+    if let Err(e) = stats::install() {
+        warn(&e);
+    }
     ini::register(module_number);
     ini::redact_save_path_display();
     masking::install();
@@ -70,9 +74,12 @@ fn start(module_number: i32) -> i32 {
         return ffi::FAILURE;
     }
     // SAFETY: MINIT; the module's functions were registered before it.
-    if let Err(e) = unsafe { route_function("stickless_stats") } {
-        warn(&format!("stickless_stats(): {e}"));
-        return ffi::FAILURE;
+    for name in ["stickless_stats", "stickless\\metrics"] {
+        // SAFETY: as above.
+        if let Err(e) = unsafe { route_function(name) } {
+            warn(&format!("{name}(): {e}"));
+            return ffi::FAILURE;
+        }
     }
     ffi::SUCCESS
 }
@@ -122,18 +129,21 @@ fn info_table() {
         Some(config) => config.server.to_string(),
         None => "not opened in this worker yet".to_owned(),
     };
-    let mut rows = vec![
+    let rows = vec![
         ("stickless support", "enabled".to_owned()),
         ("Version", env!("CARGO_PKG_VERSION").to_owned()),
         ("Server in force", server),
     ];
-    rows.extend(
-        stats::rows()
-            .into_iter()
-            .map(|(label, _, value)| (label, value.to_string())),
-    );
-    let rows: Vec<(CString, CString)> = rows
+    let rows = rows
         .into_iter()
+        .map(|(label, value)| (label.to_owned(), value))
+        .chain(
+            stats::snapshot()
+                .rows()
+                .into_iter()
+                .map(|row| (row.label, row.value.to_string())),
+        );
+    let rows: Vec<(CString, CString)> = rows
         .filter_map(|(label, value)| Some((CString::new(label).ok()?, CString::new(value).ok()?)))
         .collect();
     // SAFETY: plain output calls of a request in progress.
@@ -147,16 +157,45 @@ fn info_table() {
     engine(|| unsafe { php_info_print_table_end() });
 }
 
-/// This worker's counters: `sessions_opened`, `lock_waits`,
-/// `lock_timeouts`, `errors` and `round_trips` (the native handler's).
+/// The pod's counters (shared by all its php-fpm workers) as an array of
+/// ints: `sessions_opened`, `lock_waits`, `lock_timeouts`, `errors`,
+/// `lapsed_writes`, `round_trips` and the rest of phpinfo()'s figures.
 #[php_function]
 pub fn stickless_stats() -> ext_php_rs::boxed::ZBox<ext_php_rs::types::ZendHashTable> {
     let mut table = ext_php_rs::types::ZendHashTable::new();
-    for (_, key, value) in stats::rows() {
+    for row in stats::snapshot().rows() {
         // Inserting an int under a short string key cannot fail.
-        let _ = table.insert(key, i64::try_from(value).unwrap_or(i64::MAX));
+        let _ = table.insert(
+            row.key.as_str(),
+            i64::try_from(row.value).unwrap_or(i64::MAX),
+        );
     }
     table
+}
+
+/// The pod's counters in the Prometheus text exposition format, so a
+/// `/metrics.php` is `<?php echo Stickless\metrics();`.
+#[php_function]
+#[php(name = "Stickless\\metrics")]
+pub fn metrics() -> String {
+    text_content_type();
+    stats::snapshot().prometheus()
+}
+
+/// Prometheus 3 refuses a scrape whose content type is not one of its
+/// formats unless told otherwise, and PHP answers text/html by default.
+fn text_content_type() {
+    use ext_php_rs::convert::IntoZvalDyn;
+    use ext_php_rs::types::ZendCallable;
+    engine(|| {
+        let sent = ZendCallable::try_from_name("headers_sent").ok()?;
+        if sent.try_call(vec![]).ok()?.bool()? {
+            return None;
+        }
+        let header = ZendCallable::try_from_name("header").ok()?;
+        let value: &dyn IntoZvalDyn = &"Content-Type: text/plain; version=0.0.4; charset=utf-8";
+        header.try_call(vec![value]).ok()
+    });
 }
 
 #[php_module]
@@ -165,6 +204,7 @@ pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
     module
         .name("stickless")
         .function(wrap_function!(stickless_stats))
+        .function(wrap_function!(metrics))
         .post_deactivate_function(post_deactivate)
         .shutdown_function(module_shutdown)
         .info_function(info)

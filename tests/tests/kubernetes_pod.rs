@@ -74,6 +74,12 @@ impl Pod {
             "<?php session_start(); $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1; echo 'n=', $_SESSION['n'];",
         )
         .unwrap();
+        // The image's endpoint, as deploy/docker/Dockerfile copies it.
+        fs::copy(
+            workspace().join("deploy/local/www/metrics.php"),
+            www.join("metrics.php"),
+        )
+        .unwrap();
 
         let ini = format!(
             "extension={}\nlog_errors=1\nerror_log={}\n{}",
@@ -199,9 +205,14 @@ fn the_pods_configuration_serves_sessions_with_the_password_from_its_secret() {
         .query(&mut redis.client())
         .unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
-    // /metrics.php is passed to php-fpm (here: a script that is not there).
-    let (status, _, _) = http_get(pod.port, "/metrics.php", None);
-    assert_eq!(status, 404);
+    // /metrics.php reaches php-fpm and counts both requests.
+    let (status, _, body) = http_get(pod.port, "/metrics.php", None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.lines()
+            .any(|l| l == "stickless_requests_total{outcome=\"locked\"} 2"),
+        "{body}"
+    );
 }
 
 #[test]

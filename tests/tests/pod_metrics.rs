@@ -1,0 +1,179 @@
+//! One pod, four php-fpm workers: whichever worker answers `/metrics.php`
+//! reports every worker's requests. Before the counters were shared, a
+//! scrape saw only the requests of the worker it happened to reach, a
+//! quarter of the truth on a pool of four, and a different quarter each time.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use stickless_e2e::{Stack, http_get, workspace};
+
+const WORKERS: usize = 4;
+const REQUESTS: usize = 40;
+
+/// The test's own document root: the stack's readiness probes, the
+/// one-line `/metrics.php` the docs give, and two pages that say which
+/// worker served them. Each holds its worker for a moment so that
+/// parallel requests must be served by different workers.
+fn doc_root(dir: &Path) {
+    let www = workspace().join("deploy/local/www");
+    for file in ["hello.php", "healthz.php", "metrics.php"] {
+        std::fs::copy(www.join(file), dir.join(file)).expect("copy a page");
+    }
+    std::fs::write(
+        dir.join("count.php"),
+        "<?php session_start(); $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1; \
+         usleep(20000); header('X-Worker: ' . getmypid());\n",
+    )
+    .expect("write count.php");
+    std::fs::write(
+        dir.join("worker-metrics.php"),
+        "<?php usleep(20000); header('X-Worker: ' . getmypid()); echo Stickless\\metrics();\n",
+    )
+    .expect("write worker-metrics.php");
+}
+
+fn worker(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("X-Worker: "))
+        .unwrap_or_else(|| panic!("no X-Worker header in\n{head}"))
+        .trim()
+        .to_owned()
+}
+
+/// The value of the sample line that starts with `series ` in `text`.
+fn sample(text: &str, series: &str) -> u64 {
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+/// `requests` GETs of `path`, `WORKERS` at a time; (worker, headers, body) each.
+fn parallel(port: u16, path: &str, requests: usize) -> Vec<(String, String, String)> {
+    let rounds = requests.div_ceil(WORKERS);
+    let mut out = Vec::new();
+    for _ in 0..rounds {
+        let threads: Vec<_> = (0..WORKERS)
+            .map(|_| {
+                let path = path.to_owned();
+                std::thread::spawn(move || http_get(port, &path, None))
+            })
+            .collect();
+        for t in threads {
+            let (status, head, body) = t.join().expect("a request thread");
+            assert_eq!(status, 200, "{path}: {head}\n{body}");
+            out.push((worker(&head), head, body));
+        }
+    }
+    out.truncate(requests);
+    out
+}
+
+fn promtool_check(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian's prometheus package; scripts/install-deps.sh installs it)");
+    child
+        .stdin
+        .take()
+        .expect("promtool's stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool finishes");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_worker_of_a_pod_reports_the_requests_of_all_four() {
+    let dir = tempfile::Builder::new()
+        .prefix("metricswww")
+        .tempdir()
+        .expect("a temp dir");
+    doc_root(dir.path());
+    let workers = WORKERS.to_string();
+    let stack = Stack::up(
+        1,
+        &[
+            ("DOC_ROOT", dir.path().to_str().expect("a UTF-8 path")),
+            ("FPM_WORKERS", &workers),
+            ("GATEWAY", "0"),
+        ],
+    );
+    let port = stack.port();
+
+    let served = parallel(port, "/count.php", REQUESTS);
+    let counted: BTreeSet<&str> = served.iter().map(|(w, _, _)| w.as_str()).collect();
+    assert_eq!(counted.len(), WORKERS, "the requests reached {counted:?}");
+
+    // Scrape until every worker has answered at least once; each must say
+    // the same, the whole pod's figures.
+    let mut scraped = BTreeSet::new();
+    let mut last = String::new();
+    for _ in 0..10 {
+        for (worker, head, body) in parallel(port, "/worker-metrics.php", WORKERS) {
+            assert_eq!(
+                sample(&body, r#"stickless_requests_total{outcome="locked"}"#),
+                REQUESTS as u64,
+                "worker {worker}"
+            );
+            assert_eq!(
+                sample(&body, "stickless_sessions_created_total"),
+                REQUESTS as u64
+            );
+            // A new session: SET NX + GET, then COMMIT; a worker whose
+            // first COMMIT finds the script not loaded yet on this fresh
+            // server adds NOSCRIPT and SCRIPT LOAD.
+            let trips = sample(&body, "stickless_round_trips_total");
+            let least = 2 * REQUESTS as u64;
+            assert!(
+                (least..=least + 2 * WORKERS as u64).contains(&trips),
+                "{trips} round trips"
+            );
+            assert_eq!(
+                sample(
+                    &body,
+                    r#"stickless_redis_step_seconds_count{step="commit"}"#
+                ),
+                REQUESTS as u64
+            );
+            assert!(sample(&body, "stickless_written_bytes_total") >= 4 * REQUESTS as u64);
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("content-type: text/plain; version=0.0.4"),
+                "{head}"
+            );
+            scraped.insert(worker);
+            last = body;
+        }
+        if scraped.len() == WORKERS {
+            break;
+        }
+    }
+    assert_eq!(
+        scraped.len(),
+        WORKERS,
+        "only {scraped:?} answered the scrapes"
+    );
+
+    let (status, _, plain) = http_get(port, "/metrics.php", None);
+    assert_eq!(status, 200, "{plain}");
+    assert_eq!(
+        sample(&plain, r#"stickless_requests_total{outcome="locked"}"#),
+        REQUESTS as u64
+    );
+    promtool_check(&last);
+    assert!(stack.php_errors().is_empty(), "{}", stack.php_errors());
+}
