@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use stickless_e2e::{Stack, http_get, workspace};
+use stickless_e2e::{RedisServer, Stack, http_get, php_session, workspace};
 
 const WORKERS: usize = 4;
 const REQUESTS: usize = 40;
@@ -176,4 +176,73 @@ fn every_worker_of_a_pod_reports_the_requests_of_all_four() {
     );
     promtool_check(&last);
     assert!(stack.php_errors().is_empty(), "{}", stack.php_errors());
+}
+
+/// One PHP process: a new session written, read back, then destroyed.
+/// phpinfo(), `stickless_stats()` and `Stickless\metrics()` must agree.
+#[test]
+fn phpinfo_stats_and_metrics_show_the_same_figures() {
+    let redis = RedisServer::start();
+    let code = r#"
+        session_start(); $_SESSION['n'] = 1; session_write_close();
+        session_start(); session_destroy();
+        $stats = stickless_stats();
+        echo json_encode($stats), "\n---\n", Stickless\metrics(), "---\n";
+        phpinfo(INFO_MODULES);
+    "#;
+    let out = php_session(&redis.url(), code).output().expect("php runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut parts = stdout.split("\n---\n");
+    let stats: serde_json::Value =
+        serde_json::from_str(parts.next().expect("the stats")).expect("stats are JSON");
+    let metrics = parts.next().expect("the metrics");
+    let info = parts.next().expect("phpinfo");
+    let info_row = |label: &str| -> u64 {
+        let prefix = format!("{label} => ");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {label} row in\n{info}"))
+    };
+    for (key, label, series) in [
+        (
+            "requests_locked",
+            "Requests: locked",
+            r#"stickless_requests_total{outcome="locked"}"#,
+        ),
+        (
+            "sessions_created",
+            "Sessions created",
+            "stickless_sessions_created_total",
+        ),
+        (
+            "sessions_destroyed",
+            "Sessions destroyed",
+            "stickless_sessions_destroyed_total",
+        ),
+        ("round_trips", "Round trips", "stickless_round_trips_total"),
+        (
+            "bytes_written",
+            "Bytes written",
+            "stickless_written_bytes_total",
+        ),
+    ] {
+        let value = sample(metrics, series);
+        assert_eq!(stats[key], value, "{key} in {stats}");
+        assert_eq!(info_row(label), value, "phpinfo's {label}");
+    }
+    assert_eq!(
+        sample(metrics, r#"stickless_requests_total{outcome="locked"}"#),
+        2
+    );
+    assert_eq!(sample(metrics, "stickless_sessions_created_total"), 1);
+    assert_eq!(sample(metrics, "stickless_sessions_destroyed_total"), 1);
+    // `n|i:1;`, written once and read back once.
+    assert_eq!(sample(metrics, "stickless_written_bytes_total"), 6);
+    assert_eq!(sample(metrics, "stickless_read_bytes_total"), 6);
 }
