@@ -150,3 +150,102 @@ impl Probe {
         self.finish(Duration::ZERO, round_trips);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::LostReason;
+    use crate::metrics::set_sink;
+
+    thread_local! {
+        static SEEN: RefCell<Vec<Event>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// The events this thread's probes reported; other tests' threads keep
+    /// their own.
+    fn seen(run: impl FnOnce()) -> Vec<Event> {
+        set_sink(|e| SEEN.with(|s| s.borrow_mut().push(e.clone())));
+        SEEN.with(|s| s.borrow_mut().clear());
+        run();
+        SEEN.with(|s| s.take())
+    }
+
+    fn steps(events: &[Event]) -> Vec<(Step, u64)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Step {
+                    step, round_trips, ..
+                } => Some((*step, *round_trips)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_lock_timeout_is_a_request_outcome_with_its_wait_not_an_error() {
+        let waited = Duration::from_millis(250);
+        let events = seen(|| {
+            let timeout = Err(Error::LockTimeout {
+                session: "{t}".into(),
+                waited,
+            });
+            Probe::start(Step::Lock).opened(&timeout, 2);
+        });
+        assert_eq!(events[0], Event::Request(Outcome::LockTimeout));
+        assert_eq!(events[1], Event::LockWait(waited));
+        assert!(
+            !events.iter().any(|e| matches!(e, Event::Error(_))),
+            "{events:?}"
+        );
+        assert_eq!(steps(&events), [(Step::Lock, 2)]);
+    }
+
+    #[test]
+    fn a_refused_write_names_its_reason_and_counts_no_bytes() {
+        let events = seen(|| {
+            let refused = Err(Error::LockLost {
+                session: "{t}".into(),
+                reason: LostReason::Changed,
+            });
+            Probe::start(Step::Commit).committed(&refused, 10, true, 1);
+        });
+        assert!(
+            events.contains(&Event::Refused(LostReason::Changed)),
+            "{events:?}"
+        );
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, Event::BytesWritten(_) | Event::Created))
+        );
+    }
+
+    #[test]
+    fn a_failed_lock_counts_an_error_request_and_its_kind() {
+        let events = seen(|| {
+            let down = Err(Error::Unavailable {
+                server: "redis://127.0.0.1:1/0".into(),
+                cause: "refused".into(),
+                elapsed: Duration::ZERO,
+            });
+            Probe::start(Step::Lock).opened(&down, 0);
+        });
+        assert_eq!(events[0], Event::Request(Outcome::Error));
+        assert!(events.contains(&Event::Error("unavailable")), "{events:?}");
+        assert!(!events.iter().any(|e| matches!(e, Event::LockWait(_))));
+    }
+
+    #[test]
+    fn overlapping_steps_report_each_round_trip_once() {
+        let reported = AtomicU64::new(0);
+        // An inner step reports first (the running total is 2), then the
+        // outer one (3), then a late report of an older total (2).
+        assert_eq!(unreported(&reported, 2), 2);
+        assert_eq!(unreported(&reported, 3), 1);
+        assert_eq!(unreported(&reported, 2), 0);
+        assert_eq!(unreported(&reported, 5), 2);
+    }
+}
