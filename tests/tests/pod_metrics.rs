@@ -4,11 +4,11 @@
 //! quarter of the truth on a pool of four, and a different quarter each time.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use stickless_e2e::{RedisServer, Stack, http_get, php_session, workspace};
+use stickless_e2e::{RedisServer, Stack, http_get, new_session, php_session, workspace};
 
 const WORKERS: usize = 4;
 const REQUESTS: usize = 40;
@@ -245,4 +245,59 @@ fn phpinfo_stats_and_metrics_show_the_same_figures() {
     // `n|i:1;`, written once and read back once.
     assert_eq!(sample(metrics, "stickless_written_bytes_total"), 6);
     assert_eq!(sample(metrics, "stickless_read_bytes_total"), 6);
+}
+
+/// A user's parallel request gives up on a session another request holds,
+/// then one opens it read-only and tries to change it: the scrape shows a
+/// timeout, a fallback, their waits, and the refused write.
+#[test]
+fn lock_timeouts_and_read_only_fallbacks_are_counted_with_their_waits() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let sid = new_session(&url);
+    // Holds the lock until a line arrives, or its stdin closes because this
+    // test ended, however it ended.
+    let hold = format!("session_id('{sid}'); session_start(); echo \"locked\\n\"; fgets(STDIN);");
+    let mut holder = php_session(&url, &hold)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("php starts");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the holder reports");
+    assert_eq!(line.trim(), "locked");
+
+    let wait = format!("{url}?lock_wait_ms=100");
+    let code = format!(
+        // No output before the second start: ini_set() of session.* is
+        // refused once headers are sent.
+        "session_id('{sid}'); $first = @session_start() ? 'started' : 'refused'; \
+         ini_set('session.save_path', '{wait}&on_lock_timeout=readonly'); \
+         session_id('{sid}'); $second = @session_start() ? 'started' : 'refused'; \
+         $_SESSION['n'] = 99; @session_write_close(); \
+         echo $first, \"\\n\", $second, \"\\n\", Stickless\\metrics();"
+    );
+    let out = php_session(&wait, &code).output().expect("php runs");
+    let mut stdin = holder.stdin.take().expect("stdin");
+    writeln!(stdin).expect("the holder is told to finish");
+    holder.wait().expect("the holder ends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("refused\nstarted\n"), "{text}");
+
+    for (series, value) in [
+        (r#"stickless_requests_total{outcome="lock_timeout"}"#, 1),
+        (r#"stickless_requests_total{outcome="read_only"}"#, 1),
+        ("stickless_lock_timeouts_total", 1),
+        ("stickless_read_only_fallbacks_total", 1),
+        (r#"stickless_errors_total{kind="read_only_write"}"#, 1),
+        ("stickless_lock_wait_seconds_count", 2),
+        // Both waited out lock_wait_ms (100 ms).
+        (r#"stickless_lock_wait_seconds_bucket{le="0.05"}"#, 0),
+        ("stickless_written_bytes_total", 0),
+    ] {
+        assert_eq!(sample(&text, series), value, "{series} in\n{text}");
+    }
 }
