@@ -106,8 +106,8 @@
 #                      php, nginx, redis-server, redis-cli, memcached]
 #
 # Endpoints (deploy/local/www): / (demo page), hello.php (no session),
-# healthz.php (readiness), login.php and cart.php (a user and a cart the gateway
-# shares), bench/{counter,read,big,slow}.php and field/*.php (what production
+# healthz.php (readiness), metrics.php (the pod's counters, Prometheus text),
+# login.php and cart.php (a user and a cart the gateway shares), bench/{counter,read,big,slow}.php and field/*.php (what production
 # sites do to a session: early cookies, long requests, handler objects; see
 # their headers); every pod
 # answers with an "X-Pod: <pod>" header. /api/ (me, cart, healthz) is the
