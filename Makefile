@@ -55,8 +55,8 @@ status:
 	bash deploy/local/stack.sh status
 
 test: build
-	cargo test --workspace --release
-	cargo test --release -p stickless --features metrics --test metrics_facade
+	cargo test --workspace --profile release-tests
+	cargo test --profile release-tests -p stickless --features metrics --test metrics_facade
 	$(MAKE) k8s-validate
 	$(MAKE) bench-smoke
 
@@ -119,8 +119,8 @@ platform-build: platform-check
 
 platform-e2e-%: platform-build
 	STICKLESS_REDIS_SERVER=/usr/bin/$*-server; $$STICKLESS_REDIS_SERVER --version; export STICKLESS_REDIS_SERVER; \
-	cargo test --release --no-fail-fast -p stickless-e2e
+	cargo test --profile release-tests --no-fail-fast -p stickless-e2e
 
 platform-core-%: platform-check
 	STICKLESS_REDIS_SERVER=/usr/bin/$*-server; $$STICKLESS_REDIS_SERVER --version; export STICKLESS_REDIS_SERVER; \
-	cargo test --release --no-fail-fast -p stickless --features tokio
+	cargo test --profile release-tests --no-fail-fast -p stickless --features tokio
