@@ -264,25 +264,50 @@ mod tests {
     }
 
     impl Redis {
+        /// A free port can be taken again before redis-server binds it (by
+        /// another test's proxy, say): the server is ours only once it says
+        /// it listens on that port; otherwise another port is tried.
         fn start() -> Self {
-            let port = StdListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
-            assert_ne!(port, 6379);
-            let child = Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("redis-server starts");
-            let redis = Self { child, port };
+            for _ in 0..5 {
+                let port = StdListener::bind((Ipv4Addr::LOCALHOST, 0))
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port")
+                    .port();
+                assert_ne!(port, 6379);
+                let child = Command::new("redis-server")
+                    .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                    .args(["--save", "", "--appendonly", "no"])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("redis-server starts");
+                let mut redis = Self { child, port };
+                if redis.listens() {
+                    return redis;
+                }
+            }
+            panic!("redis-server did not start on any of 5 free ports");
+        }
+
+        /// Whether this child, still running, answers on its own port.
+        fn listens(&mut self) -> bool {
             let deadline = Instant::now() + Duration::from_secs(10);
-            while StdStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "redis-server did not listen");
+            while Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return false;
+                }
+                if let Ok(mut con) = StdStream::connect(("127.0.0.1", self.port)) {
+                    let mut reply = [0; 64];
+                    let said = con
+                        .write_all(b"CONFIG GET port\r\n")
+                        .and_then(|()| con.read(&mut reply));
+                    let port = self.port.to_string();
+                    return said.is_ok_and(|n| {
+                        String::from_utf8_lossy(&reply[..n]).ends_with(&format!("{port}\r\n"))
+                    });
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            redis
+            false
         }
 
         fn addr(&self) -> SocketAddr {
