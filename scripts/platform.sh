@@ -44,14 +44,15 @@ die() {
 #   clang, libclang-dev   bindgen (ext-php-rs); gcc, libc6-dev: cc and the linker for rustc
 #   pkgconf, libssl-dev   openssl-sys; redis-*, valkey-*: the servers the tests start
 #   procps, mount         kill(1), mount(8) (tests bind a resolv.conf of their own)
-#   nginx, curl, openssl  the php-fpm pod stack and the TLS tests' CA
+#   nginx, curl, openssl  the php-fpm pod stack and the TLS tests' CA; prometheus: its
+#                         promtool checks Stickless\metrics() (tests/pod_metrics.rs)
 #   php-symfony-*, php-laravel-framework   framework handlers, from Debian's packages;
 #                         composer: Composer\InstalledVersions, which Symfony's container needs
 PACKAGES=(
   php8.4-cli php8.4-fpm php8.4-dev php-redis php8.4-cgi gnupg gpgv xz-utils debian-keyring
   clang libclang-dev gcc libc6-dev pkgconf libssl-dev make
   redis-server redis-tools valkey-server valkey-tools
-  nginx curl openssl ca-certificates procps mount
+  nginx curl openssl ca-certificates procps mount prometheus
   php-symfony-framework-bundle php-symfony-http-kernel php-symfony-http-foundation
   php-symfony-routing php-symfony-dependency-injection php-symfony-config
   php-laravel-framework composer
