@@ -12,7 +12,9 @@
 #   make k8s-validate  deploy/kubernetes/ against the Kubernetes schemas, offline
 #                (deploy/kubernetes/validate.sh; installs kubernetes-validate into target/)
 #   make bench   the multi-pod load benchmark, every handler side by side -> target/bench/
+#                (with phpredis 6.2 built from Debian trixie's source: make phpredis6)
 #   make bench-smoke  the same for a few seconds per handler, and stickless on a 2-primary cluster (part of make test)
+#   make phpredis6  phpredis 6.2 for the installed PHP -> target/phpredis/ (scripts/build-phpredis.sh)
 #   make bench-cycle  µs per session_start+write cycle: stickless vs phpredis (locking on)
 #   make fuzz    every fuzz target for 60 s (scripts/fuzz.sh; installs cargo-fuzz)
 #   make fuzz-smoke  the same for 10 s each (CI)
@@ -31,7 +33,7 @@
 EXT := target/release/libstickless_php.so
 
 .PHONY: all deps build demo up down status test bench bench-smoke bench-cycle fuzz fuzz-smoke fmt lint k8s-validate \
-	test-trixie test-sid ci-trixie platform-tests platform-ci platform-check platform-build
+	test-trixie test-sid ci-trixie phpredis6 platform-tests platform-ci platform-check platform-build
 
 all: build
 
@@ -63,13 +65,16 @@ test: build
 k8s-validate:
 	bash deploy/kubernetes/validate.sh
 
-bench: build
+bench: build phpredis6
 	cargo run --release -p stickless-bench -- $(BENCH_ARGS)
 
-bench-smoke: build
+bench-smoke: build phpredis6
 	cargo run --release -p stickless-bench -- --smoke --out target/bench-smoke
 	cargo run --release -p stickless-bench -- --smoke --topology cluster --primaries 2 \
 		--handlers stickless --rtt-ms 0 --out target/bench-smoke-cluster
+
+phpredis6: deps
+	bash scripts/build-phpredis.sh
 
 bench-cycle: build
 	bash benches/cli-cycle.sh

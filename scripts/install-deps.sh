@@ -38,6 +38,9 @@ set -euo pipefail
 #   python3-venv     the venv under target/ that kubernetes-validate (PyPI) goes into
 # and for checking Stickless\metrics()' output (tests/tests/pod_metrics.rs):
 #   prometheus       its promtool, for `promtool check metrics`
+# and for phpredis 6.2, the benchmark's second baseline (scripts/build-phpredis.sh):
+#   php8.2-igbinary  its headers (phpredis is built with igbinary, like Debian's)
+#   libzstd-dev, liblz4-dev  its zstd and lz4 session compression
 packages=(
   php8.2-dev php8.2-cli php8.2-fpm php8.2-redis php8.2-memcached
   clang libclang-dev
@@ -46,6 +49,7 @@ packages=(
   debootstrap
   python3-venv
   prometheus
+  php8.2-igbinary libzstd-dev liblz4-dev
 )
 # shellcheck disable=SC2206 # word splitting is the point
 packages+=(${EXTRA_PACKAGES:-})

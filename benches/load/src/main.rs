@@ -15,6 +15,7 @@ mod metrics;
 mod report;
 mod stack;
 mod stored;
+mod targets;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -98,6 +99,9 @@ struct Args {
     /// The stickless extension.
     #[arg(long, default_value = "target/release/libstickless_php.so")]
     extension: PathBuf,
+    /// Where scripts/build-phpredis.sh put phpredis 6 (`phpredis/` under it).
+    #[arg(long, default_value = "target")]
+    phpredis6_under: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -146,7 +150,8 @@ async fn run(args: &Args) -> Result<()> {
     if let Some(bad) = args.rtt_ms.iter().find(|r| !(0.0..=1000.0).contains(*r)) {
         bail!("--rtt-ms {bad}: expected milliseconds from 0 to 1000");
     }
-    let mut handlers = handlers::all(&extension);
+    let phpredis6 = handlers::Phpredis6::under(&root.join(&args.phpredis6_under));
+    let mut handlers = handlers::all(&extension, &phpredis6);
     if !args.handlers.is_empty() {
         handlers.extend(handlers::opt_in(&extension));
         for name in &args.handlers {
@@ -155,6 +160,13 @@ async fn run(args: &Args) -> Result<()> {
             }
         }
         handlers.retain(|h| args.handlers.iter().any(|n| n == h.name));
+    }
+    if !phpredis6.is_built() && handlers.iter().any(|h| handlers::needs_phpredis6(h.name)) {
+        bail!(
+            "{} is missing: run `bash scripts/build-phpredis.sh` (make bench does), \
+             or leave out the phpredis62-* handlers with --handlers",
+            phpredis6.module.display()
+        );
     }
     // One scene per cluster size, or the stack's own server.
     let scenes: Vec<Option<u32>> = match args.topology {
@@ -255,6 +267,19 @@ async fn run(args: &Args) -> Result<()> {
                     (None, None)
                 };
                 let stack = Stack::up(&root, &state, handler, args.pods, args.workers, via)?;
+                if let Some(want) = handler.module_version {
+                    let health = client::Client::connect(stack.port, None)
+                        .await?
+                        .get("/healthz.php")
+                        .await?;
+                    let got = health.body["module"].as_str().unwrap_or_default();
+                    if !got.starts_with(want) {
+                        bail!(
+                            "{}: the pods run module version `{got}`, not {want}x",
+                            handler.name
+                        );
+                    }
+                }
                 let endpoints = if rtt > 0.0 {
                     &args.rtt_endpoints
                 } else {

@@ -11,6 +11,7 @@ use svg::node::element::{Line, Rectangle, Text};
 use crate::handlers::BASELINE;
 use crate::load::{Correctness, Throughput};
 use crate::stored::StoredSize;
+use crate::targets;
 
 /// One endpoint measured for one handler in one round.
 #[derive(Debug, Clone, Serialize)]
@@ -68,17 +69,18 @@ type Summaries = (
 );
 
 /// Medians over rounds of one (endpoint, handler).
-struct Summary {
-    rps: f64,
-    p50: f64,
-    p99: f64,
-    failed: u64,
-    commands: Option<f64>,
-    sent: Option<f64>,
-    redis_cpu: Option<f64>,
-    stored: Option<f64>,
-    fpm_cpu: f64,
-    pss_mib: Option<f64>,
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub rps: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub failed: u64,
+    pub commands: Option<f64>,
+    pub sent: Option<f64>,
+    pub redis_cpu: Option<f64>,
+    pub stored: Option<f64>,
+    pub fpm_cpu: f64,
+    pub pss_mib: Option<f64>,
 }
 
 impl Report {
@@ -208,6 +210,10 @@ impl Report {
                 opt(r.time_over_holds, 3),
             );
         }
+        md.push_str(&targets::markdown(&|e, h| {
+            sums.get(&(e.to_owned(), h.to_owned())).copied()
+        }));
+        md.push_str(&targets::correctness_markdown(&self.correctness));
         md
     }
 
