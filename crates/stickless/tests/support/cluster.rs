@@ -24,25 +24,26 @@ impl RedisCluster {
     /// Node timeout 1 s: a dead primary is replaced within a few seconds.
     /// Full coverage off: the other primaries keep serving meanwhile.
     pub fn start_with(password: Option<&str>) -> Self {
-        Self::start_with_node_args(password, |_| Vec::new())
+        Self::start_with_node_args(password, 0, |_| Vec::new()).0
     }
 
     /// Every node also serves TLS (and speaks TLS on the cluster bus and for
     /// replication) with certificates from `ca`; `tls_ports()` lists the ports.
     pub fn start_tls(ca: &super::tls::TestCa) -> (Self, Vec<u16>) {
-        let ports: Vec<u16> = (0..6).map(|_| super::free_port()).collect();
-        let cluster = Self::start_with_node_args(None, |i| {
-            let mut args = ca.server_args(ports[i], false);
+        Self::start_with_node_args(None, 1, |ports| {
+            let mut args = ca.server_args(ports[0], false);
             args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from));
             args
-        });
-        (cluster, ports)
+        })
     }
 
+    /// Six nodes, each listening on `extra` more ports that `node_args`
+    /// gets (chosen per start attempt); returns those ports, node by node.
     fn start_with_node_args(
         password: Option<&str>,
-        node_args: impl Fn(usize) -> Vec<String>,
-    ) -> Self {
+        extra: usize,
+        node_args: impl Fn(&[u16]) -> Vec<String>,
+    ) -> (Self, Vec<u16>) {
         let args: Vec<String> = [
             "--cluster-enabled",
             "yes",
@@ -56,13 +57,15 @@ impl RedisCluster {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let nodes: Vec<RedisServer> = (0..6)
-            .map(|i| {
-                let mut all = args.clone();
-                all.extend(node_args(i));
-                RedisServer::start_with(password, &all)
+        let (nodes, extra_ports): (Vec<RedisServer>, Vec<Vec<u16>>) = (0..6)
+            .map(|_| {
+                RedisServer::start_with_ports(password, extra, |ports| {
+                    let mut all = args.clone();
+                    all.extend(node_args(ports));
+                    all
+                })
             })
-            .collect();
+            .unzip();
         let mut create = Command::new(super::redis_cli_binary());
         create.arg("--cluster").arg("create");
         for node in &nodes {
@@ -89,7 +92,7 @@ impl RedisCluster {
             password: password.map(str::to_owned),
         };
         cluster.await_formed();
-        cluster
+        (cluster, extra_ports.concat())
     }
 
     /// Waits (bounded) until every node reports `cluster_state:ok` and

@@ -75,12 +75,26 @@ impl RedisServer {
     /// Like [`start_with_password`](Self::start_with_password), with extra
     /// `redis-server` arguments (cluster mode, replication, ...).
     pub fn start_with(password: Option<&str>, args: &[String]) -> Self {
+        Self::start_with_ports(password, 0, |_| args.to_vec()).0
+    }
+
+    /// Like [`start_with`](Self::start_with) for a server that listens on
+    /// `extra` more ports (TLS): each attempt picks them afresh with its own
+    /// port and builds the arguments from them, so a port taken meanwhile by
+    /// another test's server costs one attempt, not the start. Returns the
+    /// extra ports that worked.
+    pub fn start_with_ports(
+        password: Option<&str>,
+        extra: usize,
+        args: impl Fn(&[u16]) -> Vec<String>,
+    ) -> (Self, Vec<u16>) {
         let mut failures = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            match Self::try_start(port, password, args) {
-                Ok(server) => return server,
-                Err(why) => failures.push(format!("port {port}: {why}")),
+            let ports: Vec<u16> = (0..extra).map(|_| free_port()).collect();
+            match Self::try_start(port, password, &args(&ports)) {
+                Ok(server) => return (server, ports),
+                Err(why) => failures.push(format!("port {port} (and {ports:?}): {why}")),
             }
         }
         panic!(

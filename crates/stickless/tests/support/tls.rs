@@ -7,7 +7,7 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
-use super::{RedisServer, free_port};
+use super::RedisServer;
 
 pub struct TestCa {
     dir: TempDir,
@@ -133,7 +133,8 @@ impl TestCa {
 
 /// A server with a TLS port; `.1` is that port.
 pub fn tls_server(ca: &TestCa, require_client_cert: bool) -> (RedisServer, u16) {
-    let tls_port = free_port();
-    let server = RedisServer::start_with(None, &ca.server_args(tls_port, require_client_cert));
-    (server, tls_port)
+    let (server, ports) = RedisServer::start_with_ports(None, 1, |ports| {
+        ca.server_args(ports[0], require_client_cert)
+    });
+    (server, ports[0])
 }
