@@ -7,7 +7,12 @@ use std::cell::RefMut;
 use std::time::Duration;
 
 use stickless::metrics::Event;
-use stickless::{Config, Error, Lease, Loaded, OpenMode, Opened, SessionId, Store};
+use stickless::{
+    Concurrency, Config, Error, Lease, Loaded, MergeBase, MergeOpened, Merged, OpenMode, Opened,
+    SessionId, Store,
+};
+
+use crate::concurrency;
 
 use crate::stats;
 use crate::stores::{self, Shared};
@@ -45,6 +50,12 @@ enum Active {
     Locked {
         id: SessionId,
         lease: Lease,
+        seen: Vec<u8>,
+    },
+    /// Read without a lock to merge its changes (`concurrency=merge`).
+    Merging {
+        id: SessionId,
+        base: MergeBase,
         seen: Vec<u8>,
     },
     /// Opened without a lock (`on_lock_timeout=readonly`).
@@ -146,7 +157,7 @@ impl Handler {
                 }
             };
         }
-        match self.open(&id, OpenMode::RequireExisting) {
+        match self.open_as_chosen(&id, OpenMode::RequireExisting) {
             Ok(true) => true,
             Ok(false) => false,
             Err(Warning(why)) => {
@@ -159,15 +170,54 @@ impl Handler {
     fn holds(&self, id: &SessionId) -> bool {
         match &self.active {
             Active::Locked { id: held, .. }
+            | Active::Merging { id: held, .. }
             | Active::ReadOnly { id: held, .. }
             | Active::Snapshot { id: held, .. } => held == id,
             _ => false,
         }
     }
 
+    /// Opens `id` as this request's concurrency says: locked, or read for a
+    /// merge. Ok(false) when it must exist and does not.
+    fn open_as_chosen(&mut self, id: &SessionId, mode: OpenMode) -> Result<bool, Warning> {
+        let site = self.store().config().settings.concurrency;
+        match concurrency::chosen(site) {
+            Concurrency::Lock => self.open(id, mode),
+            Concurrency::Merge => self.open_merge(id, mode),
+        }
+    }
+
+    /// Reads `id` without a lock for a merge, or locks it when its data
+    /// cannot be merged key by key.
+    fn open_merge(&mut self, id: &SessionId, mode: OpenMode) -> Result<bool, Warning> {
+        let handler = concurrency::serialize_handler();
+        let lifetime = concurrency::lifetime();
+        let opened = self.store().open_merge(id, handler, mode, lifetime)?;
+        match opened {
+            MergeOpened::Unlocked(base) => {
+                if mode == OpenMode::RequireExisting && !base.was_stored() {
+                    return Ok(false);
+                }
+                let seen = base.payload().to_vec();
+                self.active = Active::Merging {
+                    id: id.clone(),
+                    base,
+                    seen,
+                };
+                Ok(true)
+            }
+            MergeOpened::Locked { opened, .. } => self.opened(id, opened),
+        }
+    }
+
     /// Locks and loads `id`; Ok(false) when it must exist and does not.
     fn open(&mut self, id: &SessionId, mode: OpenMode) -> Result<bool, Warning> {
         let opened = self.store().lock(id, mode)?;
+        self.opened(id, opened)
+    }
+
+    /// Keeps what a lock step returned.
+    fn opened(&mut self, id: &SessionId, opened: Opened) -> Result<bool, Warning> {
         let loaded = match opened {
             Opened::Missing => return Ok(false),
             Opened::Locked { lease, loaded, .. } => {
@@ -224,6 +274,7 @@ impl Handler {
         let id = parse_id(raw)?;
         match &self.active {
             Active::Locked { id: held, seen, .. }
+            | Active::Merging { id: held, seen, .. }
             | Active::ReadOnly { id: held, seen }
             | Active::Snapshot { id: held, seen }
                 if *held == id =>
@@ -249,17 +300,18 @@ impl Handler {
             // That round trip is also where a server that is down shows, so
             // session_start() fails before the page is rendered.
             (true, false) => {
-                self.open(&id, OpenMode::New)?;
+                self.open_as_chosen(&id, OpenMode::New)?;
             }
             (false, true) => {
                 self.snapshot(&id)?;
             }
             (false, false) => {
-                self.open(&id, OpenMode::CreateIfMissing)?;
+                self.open_as_chosen(&id, OpenMode::CreateIfMissing)?;
             }
         }
         match &self.active {
             Active::Locked { seen, .. }
+            | Active::Merging { seen, .. }
             | Active::ReadOnly { seen, .. }
             | Active::Snapshot { seen, .. } => Ok(seen.clone()),
             _ => Ok(Vec::new()),
@@ -285,6 +337,10 @@ impl Handler {
                     self.store().commit(lease, data.to_vec(), ttl)?;
                 }
                 Ok(())
+            }
+            Active::Merging { id: held, base, .. } if held == id => {
+                self.created.retain(|c| *c != id);
+                self.merge(base, data, ttl)
             }
             Active::ReadOnly { id: held, seen } if held == id => {
                 if seen == data {
@@ -325,6 +381,19 @@ impl Handler {
         }
     }
 
+    /// A merge-mode write; each key another request changed too is
+    /// reported (its change here is not saved), the rest is applied.
+    fn merge(&mut self, base: MergeBase, data: &[u8], ttl: Duration) -> Result<(), Warning> {
+        let session = base.session().to_owned();
+        let Merged { conflicts, .. } = self.store().commit_merge(base, data.to_vec(), ttl)?;
+        for key in conflicts {
+            crate::warn(&format!(
+                "session {session}: `{key}` was changed by another request since this one read it; this request's change of `{key}` was not saved (concurrency=merge), its other changes were"
+            ));
+        }
+        Ok(())
+    }
+
     /// update_timestamp (lazy_write, unchanged data): touch and release.
     pub fn touch(&mut self, raw: &[u8], data: &[u8], ttl: Duration) -> Result<(), Warning> {
         let id = parse_id(raw)?;
@@ -336,6 +405,8 @@ impl Handler {
                 Ok(())
             }
             Active::ReadOnly { .. } => Ok(()),
+            // The read renewed the lifetime already.
+            Active::Merging { id: held, .. } if held == id => Ok(()),
             other => {
                 // Same as a write for anything not held.
                 self.active = other;

@@ -5,6 +5,7 @@
 
 mod boundary;
 mod class;
+mod concurrency;
 mod ffi;
 mod handler;
 mod hooks;
@@ -53,6 +54,7 @@ fn start(module_number: i32) -> i32 {
         warn(&e);
     }
     ini::register(module_number);
+    concurrency::register(module_number);
     ini::redact_save_path_display();
     masking::install();
     if let Err(e) = ini::settings() {

@@ -112,6 +112,9 @@ fn each_request_kind_costs_its_documented_round_trips() {
     let start = |sid: &str| format!("session_id('{sid}'); session_start();");
     let read_and_close =
         |sid: &str| format!("session_id('{sid}'); session_start(['read_and_close' => true]);");
+    let merge = |sid: &str| {
+        format!("session_id('{sid}'); session_start(['stickless_concurrency' => 'merge']);")
+    };
 
     // Warm-up: every script loaded once (EVALSHA, NOSCRIPT, SCRIPT LOAD).
     let sid = session(&mut mon, &url);
@@ -119,6 +122,7 @@ fn each_request_kind_costs_its_documented_round_trips() {
         format!("{} $_SESSION['n'] = 1;", start(&sid)),
         start(&sid),
         read_and_close(&sid),
+        format!("{} $_SESSION['m'] = 1;", merge(&sid)),
         format!("{} session_destroy();", start(&sid)),
     ] {
         mon.request(&url, &[], &code);
@@ -176,6 +180,34 @@ fn each_request_kind_costs_its_documented_round_trips() {
             &["stickless.strict_mode=0"],
             read_and_close(&sid),
             &["\"GET\""],
+            1,
+        ),
+        (
+            "merge mode (per request), changed data: GETEX, then one compare-and-set",
+            &[],
+            format!("{} $_SESSION['n']++;", merge(&sid)),
+            &["\"GETEX\"", "\"EVALSHA\""],
+            2,
+        ),
+        (
+            "merge mode (per request), unchanged data: the GETEX renews the lifetime, nothing else",
+            &[],
+            merge(&sid),
+            &["\"GETEX\""],
+            1,
+        ),
+        (
+            "merge mode for the site (stickless.concurrency), unchanged data",
+            &["stickless.concurrency=merge"],
+            start(&sid),
+            &["\"GETEX\""],
+            1,
+        ),
+        (
+            "merge mode with lazy_write off, unchanged data: still one",
+            &["stickless.concurrency=merge", "session.lazy_write=0"],
+            start(&sid),
+            &["\"GETEX\""],
             1,
         ),
         (

@@ -99,6 +99,32 @@ impl std::fmt::Display for LostReason {
     }
 }
 
+/// Why a merge-mode write was refused as a whole (a key both requests
+/// changed is refused on its own, see `Merged::conflicts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeRefusal {
+    /// Another request wrote meanwhile, and this request's data, or the data
+    /// now stored, cannot be merged key by key: it holds references (`&`
+    /// between session variables) or is not in the `serialize_handler`'s
+    /// layout.
+    Unmergeable,
+    /// Other requests wrote on every try within `budget_ms`.
+    Contended,
+}
+
+impl std::fmt::Display for MergeRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Unmergeable => {
+                "another request changed the session meanwhile, and the data holds references or is not in the serialize_handler's layout, so the changes cannot be merged key by key; use concurrency=lock for requests that store references"
+            }
+            Self::Contended => {
+                "other requests changed the session on every try within budget_ms; use concurrency=lock for this session's busiest requests"
+            }
+        })
+    }
+}
+
 /// Everything the store can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -212,6 +238,17 @@ pub enum Error {
     /// A session entry does not fit the Rust type asked for, or the other way round.
     #[error("session entry: {0}")]
     Value(#[from] crate::php::ValueError),
+
+    /// `concurrency=merge`: this request's write could not be merged with
+    /// what another request wrote meanwhile; the stored value is the other
+    /// request's.
+    #[error("write to session {session} refused (concurrency=merge): {reason}")]
+    MergeRefused {
+        /// Hashed session key.
+        session: String,
+        /// Why.
+        reason: MergeRefusal,
+    },
 
     /// Redis answered something this protocol does not expect.
     #[error("unexpected reply from Redis: {0}")]

@@ -67,7 +67,7 @@ impl Loaded {
 /// Bytes of the stored value a lease remembers: the envelope's magic,
 /// revision and timestamps always fit, so comparing them tells whether
 /// anyone wrote since (see `COMMIT`).
-const STAMP_LEN: usize = 32;
+pub(crate) const STAMP_LEN: usize = 32;
 
 /// A held lock on one session. It is renewed in the background for as long
 /// as it lives; dropped without commit, touch, release or destroy, it is

@@ -12,3 +12,4 @@ mod aio_facade;
 use aio_facade::Store;
 
 include!("suite/behaviour.rs");
+include!("suite/merge.rs");

@@ -10,3 +10,4 @@ mod support;
 use stickless::Store;
 
 include!("suite/behaviour.rs");
+include!("suite/merge.rs");

@@ -128,6 +128,13 @@ fn store_reply(e: &Error) -> Reply {
             "session_lock_lost",
             "the session changed under this request; nothing was saved, try again",
         ),
+        // A merge-mode write that could not be merged with another request's;
+        // nothing was saved, and repeating the request reads the new value.
+        Error::MergeRefused { .. } => (
+            StatusCode::CONFLICT,
+            "session_lock_lost",
+            "the session changed under this request; nothing was saved, try again",
+        ),
         Error::DestroyLocked { .. } => (
             StatusCode::CONFLICT,
             "session_busy",

@@ -42,6 +42,7 @@
 mod guard;
 mod keeper;
 mod link;
+mod merge;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

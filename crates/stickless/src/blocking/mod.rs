@@ -8,6 +8,7 @@
 
 mod keeper;
 mod link;
+mod merge;
 
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};

@@ -20,7 +20,7 @@ mod settings;
 
 use save_path::{Parts, part};
 pub use save_path::{SECRET_OPTIONS, redact, redact_option};
-pub use settings::{DEFAULTS, Durability, OnLockTimeout, Settings, TlsFiles};
+pub use settings::{Concurrency, DEFAULTS, Durability, OnLockTimeout, Settings, TlsFiles};
 
 /// A configuration error that names the part at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

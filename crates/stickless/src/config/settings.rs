@@ -27,6 +27,29 @@ pub enum Durability {
     Replica,
 }
 
+/// How requests of one user share a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Concurrency {
+    /// One request at a time: each holds the session's lock from read to write.
+    #[default]
+    Lock,
+    /// Requests run side by side: each reads without a lock and writes with a
+    /// compare-and-set on the revision, replaying the top-level keys it
+    /// changed onto a value another request wrote meanwhile (see `merge`).
+    Merge,
+}
+
+impl Concurrency {
+    /// `lock` or `merge`, as ini and the URL query spell it.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "lock" => Some(Self::Lock),
+            "merge" => Some(Self::Merge),
+            _ => None,
+        }
+    }
+}
+
 /// TLS material, read from files when a connection opens (so rotated
 /// certificates are picked up without a restart).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,6 +109,9 @@ pub struct Settings {
     pub tls: TlsFiles,
     /// Make PHP's `session.use_strict_mode` the default (PHP extension only).
     pub strict_mode: bool,
+    /// Whether a request locks its session or merges its changes (PHP
+    /// extension; a Rust service picks the store's method per call).
+    pub concurrency: Concurrency,
 }
 
 /// Every option with its default, as ini (`stickless.<name>`) and the
@@ -113,6 +139,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("tls_key", ""),
     ("tls_insecure", "0"),
     ("strict_mode", "1"),
+    ("concurrency", "lock"),
 ];
 
 impl Default for Settings {
@@ -137,6 +164,7 @@ impl Default for Settings {
             sentinel_password: None,
             tls: TlsFiles::default(),
             strict_mode: true,
+            concurrency: Concurrency::Lock,
         };
         for (name, value) in DEFAULTS {
             // Covered by `defaults_parse`: the table is valid by construction.
@@ -191,6 +219,10 @@ impl Settings {
                     .ok_or_else(|| invalid(name, value, "a count from 1 to 100000"))?;
             }
             "strict_mode" => self.strict_mode = flag(name, value)?,
+            "concurrency" => {
+                self.concurrency = Concurrency::parse(value)
+                    .ok_or_else(|| invalid(name, value, "`lock` or `merge`"))?;
+            }
             "compression" => {
                 self.compression = Compression::parse(&value.to_ascii_lowercase())
                     .ok_or_else(|| invalid(name, value, "`zstd`, `lz4` or `none`"))?;

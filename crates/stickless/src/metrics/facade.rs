@@ -36,5 +36,8 @@ pub(super) fn record(event: &Event) {
         Event::Created => counter!(CREATED).increment(1),
         Event::Destroyed => counter!(DESTROYED).increment(1),
         Event::LapsedWrite => counter!(LAPSED_WRITES).increment(1),
+        Event::MergeConflicts(n) => counter!(MERGE_CONFLICTS).increment(*n),
+        Event::MergeReplayed => counter!(MERGE_REPLAYS).increment(1),
+        Event::MergeFallback => counter!(MERGE_FALLBACKS).increment(1),
     }
 }

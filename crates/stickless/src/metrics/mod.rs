@@ -69,6 +69,13 @@ pub enum Event {
     /// A write applied after its lease lapsed, because nobody had changed
     /// the session meanwhile.
     LapsedWrite,
+    /// `concurrency=merge`: this many keys that another request changed too
+    /// were left as that request wrote them.
+    MergeConflicts(u64),
+    /// `concurrency=merge`: a write replayed onto another request's.
+    MergeReplayed,
+    /// `concurrency=merge`: a request took the lock instead.
+    MergeFallback,
 }
 
 /// How a request's session opened.
@@ -86,6 +93,8 @@ pub enum Outcome {
     Missing,
     /// Failed (see the `errors` by kind).
     Error,
+    /// Read without a lock to merge its changes (`concurrency=merge`).
+    Merge,
 }
 
 /// The protocol steps, as the step latency histogram labels them.
@@ -105,6 +114,8 @@ pub enum Step {
     Destroy,
     /// Store a new session without a lock.
     Create,
+    /// A merge-mode write: compare-and-set, replayed on conflict.
+    Merge,
 }
 
 type Sink = fn(&Event);

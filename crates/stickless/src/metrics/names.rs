@@ -30,15 +30,25 @@ pub const BYTES_WRITTEN: &str = "stickless_written_bytes_total";
 pub const CREATED: &str = "stickless_sessions_created_total";
 /// Sessions destroyed.
 pub const DESTROYED: &str = "stickless_sessions_destroyed_total";
+/// `concurrency=merge`: changes of a key that another request changed too,
+/// refused (one per key).
+pub const MERGE_CONFLICTS: &str = "stickless_merge_conflicts_total";
+/// `concurrency=merge`: writes replayed onto a value another request wrote
+/// meanwhile.
+pub const MERGE_REPLAYS: &str = "stickless_merge_replays_total";
+/// `concurrency=merge`: requests that took the lock instead (references,
+/// unreadable data, a layout the codec does not read).
+pub const MERGE_FALLBACKS: &str = "stickless_merge_lock_fallbacks_total";
 
 /// The `outcome` label of [`REQUESTS`], in the order of [`Outcome::ALL`].
-pub const OUTCOMES: [&str; 6] = [
+pub const OUTCOMES: [&str; 7] = [
     "locked",
     "snapshot",
     "read_only",
     "lock_timeout",
     "missing",
     "error",
+    "merge",
 ];
 
 /// The `reason` label of [`REFUSED`]: the lease lapsed and another request
@@ -47,7 +57,7 @@ pub const REFUSAL_REASONS: [&str; 2] = ["lease_lapsed", "taken"];
 
 /// The `kind` label of [`ERRORS`]. Lock timeouts and fenced refusals have
 /// counters of their own and are not repeated here.
-pub const ERROR_KINDS: [&str; 14] = [
+pub const ERROR_KINDS: [&str; 15] = [
     "invalid_id",
     "config",
     "unavailable",
@@ -62,11 +72,12 @@ pub const ERROR_KINDS: [&str; 14] = [
     "protocol",
     "entropy",
     "read_only_write",
+    "merge_refused",
 ];
 
 /// The `step` label of [`STEP`], in the order of [`Step::ALL`].
-pub const STEPS: [&str; 7] = [
-    "lock", "load", "commit", "touch", "release", "destroy", "create",
+pub const STEPS: [&str; 8] = [
+    "lock", "load", "commit", "touch", "release", "destroy", "create", "merge",
 ];
 
 /// Upper bounds of [`LOCK_WAIT`]'s buckets, in seconds: from a hand-off
@@ -83,13 +94,14 @@ pub const STEP_BUCKETS: [f64; 14] = [
 
 impl Outcome {
     /// Every outcome, in label order.
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Self::Locked,
         Self::Snapshot,
         Self::ReadOnly,
         Self::LockTimeout,
         Self::Missing,
         Self::Error,
+        Self::Merge,
     ];
 
     /// Position in [`OUTCOMES`].
@@ -105,7 +117,7 @@ impl Outcome {
 
 impl Step {
     /// Every step, in label order.
-    pub const ALL: [Step; 7] = [
+    pub const ALL: [Step; 8] = [
         Self::Lock,
         Self::Load,
         Self::Commit,
@@ -113,6 +125,7 @@ impl Step {
         Self::Release,
         Self::Destroy,
         Self::Create,
+        Self::Merge,
     ];
 
     /// Position in [`STEPS`].
@@ -152,6 +165,7 @@ pub fn error_kind(error: &Error) -> Option<&'static str> {
         Error::Encode(_) => "encode",
         Error::Protocol(_) => "protocol",
         Error::Entropy(_) => "entropy",
+        Error::MergeRefused { .. } => "merge_refused",
     })
 }
 

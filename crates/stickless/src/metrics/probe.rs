@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::names::error_kind;
 use super::{Event, Outcome, Step, observe};
+use crate::merge::{Fallback, MergeBase, Merged};
 use crate::{Committed, Error, Loaded, Opened};
 
 /// A step being timed.
@@ -134,6 +135,55 @@ impl Probe {
             (Ok(()), Step::Destroy) => observe(&Event::Destroyed),
             (Ok(()), _) => {}
             (Err(e), _) => failed(e),
+        }
+        self.finish(Duration::ZERO, round_trips);
+    }
+
+    /// A merge-mode read: the base to merge against, or why the lock is
+    /// taken instead (the lock step then counts the request).
+    pub(crate) fn merge_read(
+        self,
+        result: &Result<Result<MergeBase, Fallback>, Error>,
+        round_trips: u64,
+    ) {
+        match result {
+            Ok(Ok(base)) => {
+                observe(&Event::Request(Outcome::Merge));
+                loaded(base.loaded());
+            }
+            Ok(Err(_)) => observe(&Event::MergeFallback),
+            Err(e) => {
+                observe(&Event::Request(Outcome::Error));
+                failed(e);
+            }
+        }
+        self.finish(Duration::ZERO, round_trips);
+    }
+
+    /// A merge-mode write of `written` bytes; `new` when nothing was stored.
+    pub(crate) fn merged(
+        self,
+        result: &Result<Merged, Error>,
+        written: usize,
+        new: bool,
+        round_trips: u64,
+    ) {
+        match result {
+            Ok(merged) => {
+                if merged.written {
+                    observe(&Event::BytesWritten(written as u64));
+                    if new {
+                        observe(&Event::Created);
+                    }
+                }
+                if merged.replayed {
+                    observe(&Event::MergeReplayed);
+                }
+                if !merged.conflicts.is_empty() {
+                    observe(&Event::MergeConflicts(merged.conflicts.len() as u64));
+                }
+            }
+            Err(e) => failed(e),
         }
         self.finish(Duration::ZERO, round_trips);
     }

@@ -30,9 +30,12 @@ const WRITTEN: usize = READ + 1;
 const CREATED_AT: usize = WRITTEN + 1;
 const DESTROYED_AT: usize = CREATED_AT + 1;
 const WAITED: usize = DESTROYED_AT + 1;
+const CONFLICTS_AT: usize = WAITED + 1;
+const REPLAYS_AT: usize = CONFLICTS_AT + 1;
+const FALLBACKS_AT: usize = REPLAYS_AT + 1;
 
 /// How many `u64`s a [`Tally`] needs.
-pub const SLOTS: usize = WAITED + 1;
+pub const SLOTS: usize = FALLBACKS_AT + 1;
 
 /// Records [`Event`]s into `SLOTS` atomics that may be shared between
 /// processes. Every update is one relaxed `fetch_add`: counters only go up,
@@ -96,6 +99,9 @@ impl<'a> Tally<'a> {
             Event::Created => self.add(CREATED_AT, 1),
             Event::Destroyed => self.add(DESTROYED_AT, 1),
             Event::LapsedWrite => self.add(LAPSED, 1),
+            Event::MergeConflicts(n) => self.add(CONFLICTS_AT, *n),
+            Event::MergeReplayed => self.add(REPLAYS_AT, 1),
+            Event::MergeFallback => self.add(FALLBACKS_AT, 1),
         }
     }
 
@@ -257,6 +263,24 @@ impl Snapshot {
             CREATED_AT,
         );
         single(&mut out, DESTROYED, "Sessions destroyed.", DESTROYED_AT);
+        single(
+            &mut out,
+            MERGE_CONFLICTS,
+            "concurrency=merge: changes of a key another request changed too, refused (one per key).",
+            CONFLICTS_AT,
+        );
+        single(
+            &mut out,
+            MERGE_REPLAYS,
+            "concurrency=merge: writes replayed onto a value another request wrote meanwhile.",
+            REPLAYS_AT,
+        );
+        single(
+            &mut out,
+            MERGE_FALLBACKS,
+            "concurrency=merge: requests that took the lock instead (references, unreadable data).",
+            FALLBACKS_AT,
+        );
         out
     }
 
@@ -311,6 +335,13 @@ impl Snapshot {
                 "Sessions destroyed",
                 "sessions_destroyed",
                 self.get(DESTROYED_AT),
+            ),
+            row("Merge conflicts", "merge_conflicts", self.get(CONFLICTS_AT)),
+            row("Merge replays", "merge_replays", self.get(REPLAYS_AT)),
+            row(
+                "Merge lock fallbacks",
+                "merge_lock_fallbacks",
+                self.get(FALLBACKS_AT),
             ),
         ];
         for (i, outcome) in OUTCOMES.iter().enumerate() {

@@ -64,7 +64,7 @@ fn number<'a>(value: &'a Value, out: &mut Vec<&'a Value>, stop_at_custom: bool) 
     true
 }
 
-fn has_references(value: &Value) -> bool {
+pub(crate) fn has_references(value: &Value) -> bool {
     let mut pending = vec![value];
     while let Some(value) = pending.pop() {
         match value {

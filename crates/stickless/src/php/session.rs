@@ -191,6 +191,14 @@ impl Session {
         self.entries.is_empty()
     }
 
+    /// Whether any variable holds a reference (`r:`/`R:`), which numbers
+    /// values across the whole session.
+    pub(crate) fn has_references(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|(_, value)| refs::has_references(value))
+    }
+
     fn position(&self, name: &Key) -> Option<usize> {
         self.entries.iter().position(|(key, _)| key == name)
     }

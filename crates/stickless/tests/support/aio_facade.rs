@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use stickless::php::SerializeHandler;
 use stickless::{
-    Committed, Config, Error, Lease, Loaded, OpenMode, Opened, SessionId, SessionKeys, aio,
+    Committed, Config, Error, Lease, Loaded, MergeBase, MergeOpened, Merged, OpenMode, Opened,
+    SessionId, SessionKeys, aio,
 };
 
 pub struct Store {
@@ -77,5 +79,33 @@ impl Store {
 
     pub fn create(&mut self, id: &SessionId, payload: Vec<u8>, ttl: Duration) -> Result<(), Error> {
         self.runtime.block_on(self.store.create(id, payload, ttl))
+    }
+
+    /// The async store reads sessions with its own handler, `php` here.
+    #[allow(dead_code)] // aio.rs uses it; aio_migration.rs does not.
+    pub fn open_merge(
+        &mut self,
+        id: &SessionId,
+        handler: Option<SerializeHandler>,
+        mode: OpenMode,
+        ttl: Duration,
+    ) -> Result<MergeOpened, Error> {
+        assert_eq!(
+            handler,
+            Some(SerializeHandler::Php),
+            "the store reads `php`"
+        );
+        self.runtime.block_on(self.store.open_merge(id, mode, ttl))
+    }
+
+    #[allow(dead_code)]
+    pub fn commit_merge(
+        &mut self,
+        base: MergeBase,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Merged, Error> {
+        self.runtime
+            .block_on(self.store.commit_merge(base, payload, ttl))
     }
 }

@@ -1,0 +1,103 @@
+//! The merge-mode write: a compare-and-set on the revision that yields to
+//! the lock.
+
+use std::sync::LazyLock;
+
+use redis::{Script, Value};
+
+use crate::error::Error;
+use crate::scripts::{Call, shape};
+
+/// KEYS: data, lock. ARGV: envelope, data_ttl_ms, stamp.
+/// Reply: `{1}` written; `{0}` a request holds the lock (nothing written);
+///        `{2, stored|nil}` the session changed since `stamp` (nothing
+///        written), with what is stored now.
+///
+/// `stamp` is the start of the value as this request read it (empty:
+/// nothing was stored), as for a lapsed lease's commit: the envelope's magic,
+/// revision and timestamps, so the payload is never copied into Lua to
+/// compare it. A lock holder may have read the session and will write it
+/// unconditionally under its fence, so a merge never writes while a lock is
+/// held; `~` (a hand-off being claimed) is no hold: the waiter reads the data
+/// when it takes the lock, after this write.
+const MERGE: &str = r"
+local owner = redis.call('GET', KEYS[2])
+if owner and owner ~= '~' then return {0} end
+local stamp = ARGV[3]
+local same
+if stamp == '' then
+  same = redis.call('EXISTS', KEYS[1]) == 0
+else
+  same = redis.call('GETRANGE', KEYS[1], 0, #stamp - 1) == stamp
+end
+if same then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {1}
+end
+return {2, redis.call('GET', KEYS[1])}
+";
+
+static MERGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(MERGE));
+
+/// One compare-and-set.
+pub(crate) fn call(data: &str, lock: &str, envelope: &[u8], ttl_ms: u64, stamp: &[u8]) -> Call {
+    Call::new(&MERGE_SCRIPT)
+        .key(data)
+        .key(lock)
+        .arg(envelope)
+        .arg(ttl_ms)
+        .arg(stamp)
+}
+
+/// Reply of the merge script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MergeReply {
+    Written,
+    Locked,
+    Changed(Option<Vec<u8>>),
+}
+
+impl MergeReply {
+    pub(crate) fn parse(v: &Value) -> Result<Self, Error> {
+        let bad = || Error::Protocol(format!("merge: got {}", shape(v)));
+        let Value::Array(items) = v else {
+            return Err(bad());
+        };
+        match items.first() {
+            Some(Value::Int(1)) => Ok(Self::Written),
+            Some(Value::Int(0)) => Ok(Self::Locked),
+            Some(Value::Int(2)) => Ok(Self::Changed(match items.get(1) {
+                Some(Value::BulkString(b)) => Some(b.clone()),
+                _ => None,
+            })),
+            _ => Err(bad()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_parse_into_their_cases() {
+        let arr = |v: Vec<Value>| Value::Array(v);
+        assert_eq!(
+            MergeReply::parse(&arr(vec![Value::Int(1)])).unwrap(),
+            MergeReply::Written
+        );
+        assert_eq!(
+            MergeReply::parse(&arr(vec![Value::Int(0)])).unwrap(),
+            MergeReply::Locked
+        );
+        assert_eq!(
+            MergeReply::parse(&arr(vec![Value::Int(2), Value::BulkString(b"x".to_vec())])).unwrap(),
+            MergeReply::Changed(Some(b"x".to_vec()))
+        );
+        assert_eq!(
+            MergeReply::parse(&arr(vec![Value::Int(2), Value::Nil])).unwrap(),
+            MergeReply::Changed(None)
+        );
+        assert!(MergeReply::parse(&Value::Int(1)).is_err());
+    }
+}
