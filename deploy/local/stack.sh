@@ -69,6 +69,13 @@
 #                      its StrictSessionHandler), or leave them to php.ini and the
 #                      application (see field/object.php); the save path is in the
 #                      pods' $STICKLESS_URL either way [admin]
+#   POD_HANDLERS       a mixed fleet: space-separated "handler=save_path" words, one
+#                      per pod in order (pod-a takes the first, and the list repeats),
+#                      each overriding SESSION_HANDLER and SESSION_SAVE_PATH for its
+#                      pods, with the same placeholders; e.g. phpredis and stickless
+#                      compat pods side by side during a migration (docs/MIGRATION.md):
+#                      "redis=tcp://127.0.0.1:{redis_port} stickless=redis://127.0.0.1:{redis_port}/0?compat=phpredis"
+#                      Every handler's extension must be loaded (PHP_EXTENSION) [none]
 #   PHP_DEFINES        extra "-d key=value" ini settings for the pods, space-separated
 #                      key=value words (e.g. "opcache.enable=0 session.gc_probability=0",
 #                      "redis.session.locking_enabled=1", "memcached.sess_locking=0")
@@ -508,14 +515,47 @@ pod_session_lines() {
     none) return 0 ;;
     value) directive=php_value ;;
   esac
-  printf '%s[session.save_handler] = %s\n' "$directive" "$(ini_quote "$SESSION_HANDLER")"
+  printf '%s[session.save_handler] = %s\n' "$directive" "$(ini_quote "$(pod_handler "$1")")"
   printf '%s[session.save_path] = %s\n' "$directive" "$(ini_quote "$(pod_save_path "$1")")"
 }
 
 # pod_save_path POD -> session.save_path for POD: the ports substituted at
 # `up`, and "{pod}" replaced by the pod's name.
 pod_save_path() {
+  local entry
+  entry=$(pod_entry "$1")
+  if [[ -n "$entry" ]]; then
+    printf '%s\n' "$(resolve_ports "${entry#*=}")"
+    return
+  fi
   printf '%s\n' "${SESSION_SAVE_PATH_RESOLVED//\{pod\}/$1}"
+}
+
+# pod_handler POD -> session.save_handler for POD (POD_HANDLERS, else SESSION_HANDLER)
+pod_handler() {
+  local entry
+  entry=$(pod_entry "$1")
+  if [[ -n "$entry" ]]; then
+    printf '%s\n' "${entry%%=*}"
+    return
+  fi
+  printf '%s\n' "$SESSION_HANDLER"
+}
+
+# pod_entry POD -> POD's "handler=save_path" word of POD_HANDLERS, or nothing
+pod_entry() {
+  [[ -n "${POD_HANDLERS:-}" ]] || return 0
+  local -a entries
+  read -r -a entries <<<"$POD_HANDLERS"
+  local letter=${1#pod-} letters=abcdefghijklmnopqrstuvwxyz
+  local index=${letters%%"$letter"*}
+  printf '%s\n' "${entries[${#index} % ${#entries[@]}]}"
+}
+
+# resolve_ports PATH -> PATH with {redis_port} and {memcached_port} filled in
+resolve_ports() {
+  local path=${1//\{redis_port\}/$REDIS_PORT}
+  printf '%s\n' "${path//\{memcached_port\}/${MEMCACHED_PORT_STATE:-}}"
 }
 
 # The files handler needs its directories: the part of the save path after
@@ -829,11 +869,12 @@ all_pods_answer() {
   handler=$(json_field handler "$body")
   session=$(json_field session "$body")
   # POD_SESSION_INI=none leaves the handler to php.ini and the application.
-  local expected=$SESSION_HANDLER
+  local expected
+  expected=$(pod_handler "$pod")
   [[ "${POD_SESSION_INI:-admin}" == none ]] && expected=$handler
   if [[ "$code" != 200 || "$handler" != "$expected" || "$session" != ok ]]; then
     log "$pod is unhealthy (HTTP $code): $body"
-    log "expected session.save_handler '$SESSION_HANDLER' to work; see $STACK_DIR/pods/$pod/"
+    log "expected session.save_handler '$expected' to work; see $STACK_DIR/pods/$pod/"
     return 2
   fi
   [[ " $SEEN_PODS " == *" $pod "* ]] || SEEN_PODS+=" $pod"

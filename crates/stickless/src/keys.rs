@@ -28,6 +28,9 @@ pub struct SessionKeys {
     /// `<prefix>{<tag>}`; every key below appends a suffix to it.
     base: String,
     tag_start: usize,
+    /// The old handler's key (`compat=phpredis`): then `data` and `lock`
+    /// name phpredis's keys, while the tag stays the hash, for messages.
+    legacy: Option<Box<str>>,
 }
 
 impl SessionKeys {
@@ -42,7 +45,24 @@ impl SessionKeys {
         Self {
             tag_start: prefix.len(),
             base,
+            legacy: None,
         }
+    }
+
+    /// The keys of a session stored by phpredis under `data_key`
+    /// (`compat=phpredis`): `data` is that key and `lock` phpredis's
+    /// `<key>_LOCK`. The tag is still derived from `prefix` and the ID, so
+    /// warnings do not print the ID.
+    pub(crate) fn legacy(prefix: &str, id: &SessionId, data_key: String) -> Self {
+        Self {
+            legacy: Some(data_key.into_boxed_str()),
+            ..Self::derive(prefix, id)
+        }
+    }
+
+    /// Whether these are phpredis's keys rather than stickless's.
+    pub(crate) fn is_legacy(&self) -> bool {
+        self.legacy.is_some()
     }
 
     /// The keys of the session whose data key is `key`, as a scan of the
@@ -70,6 +90,7 @@ impl SessionKeys {
         hex_ok.then(|| Self {
             base: base.to_owned(),
             tag_start: prefix.len(),
+            legacy: None,
         })
     }
 
@@ -80,12 +101,18 @@ impl SessionKeys {
 
     /// The envelope holding the session payload.
     pub fn data(&self) -> String {
-        format!("{}:data", self.base)
+        match &self.legacy {
+            None => format!("{}:data", self.base),
+            Some(key) => key.to_string(),
+        }
     }
 
     /// The lock, whose value is the owner's token.
     pub fn lock(&self) -> String {
-        format!("{}:lock", self.base)
+        match &self.legacy {
+            None => format!("{}:lock", self.base),
+            Some(key) => format!("{key}_LOCK"),
+        }
     }
 
     /// The registered waiters: a sorted set of tokens scored by the server

@@ -79,6 +79,7 @@ mod id;
 mod keeper;
 mod keys;
 pub mod merge;
+pub mod legacy;
 pub mod metrics;
 pub mod php;
 mod route;

@@ -80,6 +80,8 @@ pub struct Lease {
     /// The start of the stored value as read (empty: nothing was stored).
     pub(crate) stamp: Vec<u8>,
     pub(crate) claim: Claim,
+    /// The session was moved in from the old handler's key by this lock.
+    pub(crate) imported: bool,
 }
 
 impl Lease {
@@ -118,7 +120,14 @@ impl Lease {
             base: loaded.envelope().cloned(),
             stamp,
             claim,
+            imported: false,
         }
+    }
+
+    /// Whether taking this lock moved the session in from the old
+    /// handler's key (`import=...`).
+    pub fn imported(&self) -> bool {
+        self.imported
     }
 
     /// The step that ended this lease had a definite reply; `pid` is the

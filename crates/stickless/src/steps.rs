@@ -129,6 +129,10 @@ pub(crate) fn destroy(keys: &SessionKeys, token: &str, s: &Settings) -> Call {
 
 /// Settles a token whose request gave up (see `ABANDON`).
 pub(crate) fn abandon(keys: &SessionKeys, token: &LockToken, s: &Settings) -> Call {
+    if keys.is_legacy() {
+        // phpredis's lock has no queue to leave: release it if it is ours.
+        return crate::legacy::release(&keys.lock(), token);
+    }
     Call::new(&ABANDON_SCRIPT)
         .key(keys.lock())
         .key(keys.queue())

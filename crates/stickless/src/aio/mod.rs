@@ -201,10 +201,29 @@ impl Store {
     }
 
     async fn lock_step(&self, id: &SessionId, mode: OpenMode) -> Result<Opened, Error> {
+        self.native_only()?;
         let keys = self.keys(id);
         let token = LockToken::random()?;
         let claim = self.claim(keys.clone(), token.clone());
         self.acquire(&keys, &token, claim, mode).await
+    }
+
+    /// The migration options (`compat`, `import`) are the blocking
+    /// driver's: refused here rather than serving a session from the wrong
+    /// keys.
+    fn native_only(&self) -> Result<(), Error> {
+        let s = &self.inner.config.settings;
+        let option = if s.compat.is_some() {
+            "compat"
+        } else if s.import.is_some() {
+            "import"
+        } else {
+            return Ok(());
+        };
+        Err(Error::Config(crate::ConfigError::Conflict {
+            option,
+            reason: "is served by the PHP extension and the blocking Store only; give the async Store the native save_path (the PHP pods import the sessions)",
+        }))
     }
 
     /// A claim on `token`, with the keeper task running to honour it.
@@ -291,6 +310,7 @@ impl Store {
     }
 
     async fn load_step(&self, id: &SessionId) -> Result<Loaded, Error> {
+        self.native_only()?;
         let keys = self.keys(id);
         let get = {
             let mut get = redis::cmd("GET");

@@ -7,6 +7,7 @@
 //! goes (standalone, Sentinel, Cluster) and what to do when it fails.
 
 mod keeper;
+mod legacy;
 mod link;
 mod merge;
 
@@ -22,6 +23,7 @@ use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::keeper::Claim;
 use crate::keys::SessionKeys;
+use crate::legacy::Legacy;
 use crate::metrics::{self, Probe, Step};
 use crate::route::Op;
 use crate::scripts::{self, Call, DestroyReply};
@@ -114,20 +116,30 @@ impl Store {
     }
 
     fn lock_step(&mut self, id: &SessionId, mode: OpenMode) -> Result<Opened, Error> {
+        if let Some(compat) = self.config.settings.compat.clone() {
+            return self.lock_compat(id, mode, &compat);
+        }
+        self.lock_native(id, mode)
+    }
+
+    fn lock_native(&mut self, id: &SessionId, mode: OpenMode) -> Result<Opened, Error> {
         let keys = self.keys(id);
         let token = LockToken::random()?;
         // Dropped unsettled (no reply), the claim's token is abandoned in
         // the background: the server may still take the lock for it.
         let claim = self.keeper.claim(keys.clone(), token.clone());
-        self.acquire(&keys, &token, claim, mode)
+        let import = self.config.settings.import.clone();
+        self.acquire(id, &keys, &token, claim, mode, import)
     }
 
     fn acquire(
         &mut self,
+        id: &SessionId,
         keys: &SessionKeys,
         token: &LockToken,
         mut claim: Claim,
         mode: OpenMode,
+        import: Option<Legacy>,
     ) -> Result<Opened, Error> {
         let s = &self.config.settings;
         // The common, uncontended case without a script: `SET NX PX` takes
@@ -140,6 +152,12 @@ impl Store {
         let pipe = steps::take_free_lock(keys, token, s);
         let reply = self.link.run(slot(keys.tag()), Op::Pipe(&pipe))?.value;
         match steps::free_lock(reply)? {
+            FreeLock::Taken(None)
+                if mode != OpenMode::New
+                    && let Some(from) = import =>
+            {
+                return self.import_locked(id, keys, claim, mode, Duration::ZERO, &from);
+            }
             FreeLock::Taken(stored) => {
                 let give_back = steps::on_free(mode, stored.as_deref(), keys);
                 let opened = steps::opened(keys, claim, stored, Duration::ZERO, s);
@@ -169,6 +187,13 @@ impl Store {
             let reply = self.call(keys, &call, None)?.value.0;
             let s = &self.config.settings;
             match Acquired::read(&reply, keys, started, s)? {
+                Acquired::Locked { stored: None }
+                    if mode != OpenMode::New
+                        && let Some(from) = &import =>
+                {
+                    let from = from.clone();
+                    return self.import_locked(id, keys, claim, mode, started.elapsed(), &from);
+                }
                 Acquired::Locked { stored } => {
                     return Ok(steps::opened(keys, claim, stored, started.elapsed(), s));
                 }
@@ -196,6 +221,11 @@ impl Store {
     }
 
     fn load_step(&mut self, id: &SessionId) -> Result<Loaded, Error> {
+        if let Some(compat) = self.config.settings.compat.clone()
+            && let Some(loaded) = self.load_compat(id, &compat)?
+        {
+            return Ok(loaded);
+        }
         let keys = self.keys(id);
         let mut get = redis::cmd("GET");
         get.arg(keys.data());
@@ -238,6 +268,9 @@ impl Store {
         payload: Vec<u8>,
         ttl: Duration,
     ) -> Result<Committed, Error> {
+        if lease.keys.is_legacy() {
+            return self.commit_compat(lease, &payload, ttl);
+        }
         let s = &self.config.settings;
         let sealed = check_size(&lease.keys, &payload, s.max_size)
             .and_then(|()| steps::seal(s, lease.next_envelope(payload), &lease.keys));
@@ -271,6 +304,10 @@ impl Store {
     }
 
     fn touch_step(&mut self, lease: Lease, ttl: Duration) -> Result<(), Error> {
+        if lease.keys.is_legacy() {
+            let call = crate::legacy::touch(&lease.keys, &lease.token, ttl);
+            return self.ending(lease, &call);
+        }
         let call = steps::touch(&lease, ttl, &self.config.settings);
         self.ending(lease, &call)
     }
@@ -284,6 +321,10 @@ impl Store {
     }
 
     fn release_step(&mut self, lease: Lease) -> Result<(), Error> {
+        if lease.keys.is_legacy() {
+            let call = crate::legacy::release(&lease.keys.lock(), &lease.token);
+            return self.ending(lease, &call);
+        }
         let call = steps::release(&lease, &self.config.settings);
         self.ending(lease, &call)
     }
@@ -306,6 +347,13 @@ impl Store {
     }
 
     fn destroy_step(&mut self, id: &SessionId, lease: Option<Lease>) -> Result<(), Error> {
+        if let Some(compat) = self.config.settings.compat.clone() {
+            return self.destroy_compat(id, lease, &compat);
+        }
+        self.destroy_native(id, lease)
+    }
+
+    fn destroy_native(&mut self, id: &SessionId, lease: Option<Lease>) -> Result<(), Error> {
         let keys = lease
             .as_ref()
             .map_or_else(|| self.keys(id), |l| l.keys.clone());

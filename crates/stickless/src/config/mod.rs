@@ -53,6 +53,14 @@ pub enum ConfigError {
         /// What went wrong, without the value.
         reason: String,
     },
+    /// Options that cannot be used together, or not on this topology.
+    #[error("option `{option}` {reason}")]
+    Conflict {
+        /// The option at fault.
+        option: &'static str,
+        /// Why, and what to do instead.
+        reason: &'static str,
+    },
     /// An option whose value does not parse or is out of range.
     #[error("option `{name}` has invalid value `{value}`: expected {expected}")]
     InvalidValue {
@@ -286,6 +294,7 @@ impl Config {
             }
             (scheme, Some(_)) => return Err(ConfigError::Scheme(scheme.to_owned())),
         };
+        check_legacy(&settings, &topology)?;
         let db = db_from_query.unwrap_or(db);
         if matches!(topology, Topology::Cluster(_)) && db != 0 {
             return Err(part("database", "Redis Cluster has database 0 only"));
@@ -313,6 +322,41 @@ impl Config {
             settings,
         })
     }
+}
+
+/// `compat=phpredis` stores what phpredis stores: no envelope, so nothing
+/// to record a codec or a key in; and phpredis locks only on one server.
+fn check_legacy(settings: &Settings, topology: &Topology) -> Result<(), ConfigError> {
+    if settings.compat.is_none() {
+        return Ok(());
+    }
+    let conflict = |reason| {
+        Err(ConfigError::Conflict {
+            option: "compat",
+            reason,
+        })
+    };
+    if settings.import.is_some() {
+        return conflict(
+            "and `import` cannot be used together: compat=phpredis keeps sessions in phpredis's keys (the mixed fleet), import=phpredis moves them into stickless's (after the rollout)",
+        );
+    }
+    if settings.encryption_keys.is_some() {
+        return conflict(
+            "stores phpredis's raw values, which phpredis pods must read: remove encryption_keys until the rollout is done and compat is replaced by import",
+        );
+    }
+    if settings.compression != crate::Compression::None {
+        return conflict(
+            "stores phpredis's raw values, which phpredis pods must read: set compression=none until the rollout is done and compat is replaced by import",
+        );
+    }
+    if matches!(topology, Topology::Cluster(_)) {
+        return conflict(
+            "needs one server or Sentinel: phpredis's lock key lives in another cluster slot than its session, and phpredis's rediscluster handler takes no lock; on a cluster switch straight to import=phpredis (docs/MIGRATION.md)",
+        );
+    }
+    Ok(())
 }
 
 fn parse_db(s: &str) -> Result<i64, ConfigError> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::{ConfigError, Secret};
 use crate::compress::Compression;
 use crate::crypto::KeyRing;
+use crate::legacy::Legacy;
 
 /// What to do when the lock wait runs out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +113,15 @@ pub struct Settings {
     /// Whether a request locks its session or merges its changes (PHP
     /// extension; a Rust service picks the store's method per call).
     pub concurrency: Concurrency,
+    /// `compat=phpredis[:prefix]`: read and write phpredis's own keys and
+    /// honour its lock, for the mixed fleet of a rolling migration.
+    pub compat: Option<Legacy>,
+    /// `import=phpredis[:prefix]` or `import=symfony[:prefix]`: on a miss,
+    /// move the session from the old handler's key into the native format.
+    pub import: Option<Legacy>,
+    /// How often a request polls a lock held by a phpredis pod (`compat`
+    /// and `import` only; phpredis pods take no part in the queue).
+    pub legacy_lock_poll: Duration,
 }
 
 /// Every option with its default, as ini (`stickless.<name>`) and the
@@ -140,6 +150,9 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("tls_insecure", "0"),
     ("strict_mode", "1"),
     ("concurrency", "lock"),
+    ("compat", ""),
+    ("import", ""),
+    ("legacy_lock_poll_ms", "10"),
 ];
 
 impl Default for Settings {
@@ -165,6 +178,9 @@ impl Default for Settings {
             tls: TlsFiles::default(),
             strict_mode: true,
             concurrency: Concurrency::Lock,
+            compat: None,
+            import: None,
+            legacy_lock_poll: Duration::ZERO,
         };
         for (name, value) in DEFAULTS {
             // Covered by `defaults_parse`: the table is valid by construction.
@@ -254,6 +270,33 @@ impl Settings {
             "tls_cert" => self.tls.cert = non_empty(value).map(PathBuf::from),
             "tls_key" => self.tls.key = non_empty(value).map(PathBuf::from),
             "tls_insecure" => self.tls.insecure = flag(name, value)?,
+            "compat" => {
+                self.compat = match Legacy::parse(value) {
+                    Some(legacy) if legacy.source.locks() => Some(legacy),
+                    None if value.is_empty() || value == "none" => None,
+                    _ => {
+                        return Err(invalid(
+                            name,
+                            value,
+                            "`phpredis`, `phpredis:<prefix>` or `none`",
+                        ));
+                    }
+                }
+            }
+            "import" => {
+                self.import = match Legacy::parse(value) {
+                    Some(legacy) => Some(legacy),
+                    None if value.is_empty() || value == "none" => None,
+                    None => {
+                        return Err(invalid(
+                            name,
+                            value,
+                            "`phpredis[:<prefix>]`, `symfony[:<prefix>]` or `none`",
+                        ));
+                    }
+                }
+            }
+            "legacy_lock_poll_ms" => self.legacy_lock_poll = millis(name, value, 1, 1000)?,
             _ => return Err(ConfigError::UnknownOption(name.to_owned())),
         }
         Ok(())
