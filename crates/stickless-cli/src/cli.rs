@@ -32,9 +32,8 @@ pub struct Global {
     pub json: bool,
 }
 
-/// The commands. `import` (from phpredis or Symfony keys) and `logout-user`
-/// (the per-user index) belong here too once the core has them: each is a
-/// variant and a module under `commands/`.
+/// The commands. `logout-user` (the per-user index) belongs here too once
+/// the core has it: a variant and a module under `commands/`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Where a session lives, its metadata, lock state and contents.
@@ -47,6 +46,29 @@ pub enum Command {
     Stats(StatsArgs),
     /// Check that the store is fit for stickless; exits 1 on a problem.
     Check,
+    /// Move every phpredis or Symfony session into stickless's format.
+    Import(ImportArgs),
+}
+
+/// `import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The old handler and its key prefix: `phpredis` (keys
+    /// `PHPREDIS_SESSION:<id>`), `phpredis:<prefix>`, `symfony` (`sf_s<id>`)
+    /// or `symfony:<prefix>`.
+    #[arg(long, value_parser = parse_legacy)]
+    pub from: stickless::legacy::Legacy,
+    /// Count what would be imported, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keys asked for per SCAN call: the most work one call costs the server.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(10..=100_000))]
+    pub count: u32,
+}
+
+fn parse_legacy(s: &str) -> Result<stickless::legacy::Legacy, String> {
+    stickless::legacy::Legacy::parse(s)
+        .ok_or_else(|| format!("`{s}` is not phpredis[:<prefix>] or symfony[:<prefix>]"))
 }
 
 /// A session, named by its ID (the session cookie's value).

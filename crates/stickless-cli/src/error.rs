@@ -131,6 +131,17 @@ pub enum CliError {
         tag: String,
     },
 
+    /// `import` from a URL that keeps the old keys itself.
+    #[error(
+        "--url has compat=phpredis: import moves sessions into stickless's format, so give it the URL of the pods after the switch (without compat)"
+    )]
+    ImportFromCompat,
+
+    /// The store failed on one session during `import`; what was imported
+    /// so far stays imported, and running it again goes on from there.
+    #[error("import stopped: {0}; run it again to go on where it stopped")]
+    Import(stickless::Error),
+
     /// `check` found problems (they were printed).
     #[error("{0} problem(s) found")]
     Problems(usize),

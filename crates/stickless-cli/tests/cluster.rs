@@ -84,3 +84,32 @@ fn every_command_covers_every_primary() {
     assert!(ran.stdout.contains("redis+cluster://"), "{}", ran.stdout);
     ran.failed();
 }
+
+#[test]
+fn import_walks_every_primary_and_moves_each_session_across_slots() {
+    let c = RedisCluster::start();
+    let url = format!("{}?prefix=cli:", c.url());
+    let mut client = c.client();
+    for n in 0..60 {
+        let _: () = redis::cmd("SETEX")
+            .arg(format!("sf_s{}", sid(n)))
+            .arg(1440)
+            .arg(format!("n|i:{n};"))
+            .query(&mut client)
+            .expect("SETEX");
+    }
+    let doc = stickless(
+        &url,
+        &["--json", "import", "--from", "symfony", "--count", "20"],
+    )
+    .json();
+    assert_eq!(doc["imported"], 60, "{doc}");
+    let doc = stickless(&url, &["--json", "stats"]).json();
+    assert_eq!(doc["sessions"], 60, "{doc}");
+    let again = stickless(&url, &["--json", "import", "--from", "symfony"]).json();
+    assert_eq!(again["imported"], 0, "{again}");
+    assert!(
+        client.all_keys().iter().all(|k| !k.starts_with("sf_s")),
+        "old keys left"
+    );
+}

@@ -492,3 +492,103 @@ fn show_sees_a_new_session_whose_first_write_is_in_flight() {
     assert!(out.contains("had nothing stored yet"), "{out}");
     drop(lease);
 }
+
+/// Writes `n` sessions the way phpredis 5.3/6.x does: `SETEX
+/// PHPREDIS_SESSION:<id> <gc_maxlifetime> <raw session data>`.
+fn phpredis_sessions(server: &RedisServer, n: usize) {
+    let mut con = redis::Client::open(server.url())
+        .and_then(|c| c.get_connection())
+        .expect("redis");
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.cmd("SETEX")
+                .arg(format!("PHPREDIS_SESSION:{}", sid(*i)))
+                .arg(1440)
+                .arg(format!("user|s:4:\"u{i:03}\";n|i:{i};"))
+                .ignore();
+        }
+        let _: () = pipe.query(&mut con).expect("SETEX");
+    }
+}
+
+#[test]
+fn import_moves_ten_thousand_phpredis_sessions_once() {
+    let server = RedisServer::start();
+    let url = url(&server);
+    phpredis_sessions(&server, 10_000);
+    // A phpredis lock key and a key that names no session are not imported.
+    let mut con = redis::Client::open(server.url())
+        .and_then(|c| c.get_connection())
+        .expect("redis");
+    let _: () = redis::cmd("SET")
+        .arg(format!("PHPREDIS_SESSION:{}_LOCK", sid(5)))
+        .arg("web-1|42")
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("PHPREDIS_SESSION:not a session id")
+        .arg("x")
+        .query(&mut con)
+        .unwrap();
+
+    let dry = stickless(
+        &url,
+        &["--json", "import", "--from", "phpredis", "--dry-run"],
+    );
+    let dry = dry.json();
+    assert_eq!(dry["imported"], 10_000, "{dry}");
+    assert_eq!(dry["skipped"]["not_a_session"], 1, "{dry}");
+    let left: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+    assert_eq!(left, 10_002, "a dry run changes nothing");
+
+    // The one held by a (phpredis) request waits for it, up to lock_wait_ms.
+    let url_short = format!("{url}&lock_wait_ms=200");
+    let first = stickless(&url_short, &["--json", "import", "--from", "phpredis"]).json();
+    println!("import of 10,000 phpredis sessions: {first}");
+    assert_eq!(first["imported"], 9_999, "{first}");
+    assert_eq!(first["skipped"]["busy"], 1, "{first}");
+    // The held lock, and markers of sessions moved during this scan.
+    assert!(first["locks"].as_u64().unwrap() >= 1, "{first}");
+
+    // Resumable: once the lock is gone, a second run moves what is left.
+    let _: () = redis::cmd("DEL")
+        .arg(format!("PHPREDIS_SESSION:{}_LOCK", sid(5)))
+        .query(&mut con)
+        .unwrap();
+    let second = stickless(&url, &["--json", "import", "--from", "phpredis"]).json();
+    assert_eq!(second["imported"], 1, "{second}");
+    let third = stickless(&url, &["--json", "import", "--from", "phpredis"]).json();
+    assert_eq!(third["imported"], 0, "idempotent: {third}");
+
+    let mut s = store(&url);
+    for i in [0, 5, 9_999] {
+        let id = SessionId::parse(&sid(i)).unwrap();
+        let loaded = s.load(&id).expect("load");
+        assert_eq!(
+            loaded.payload(),
+            format!("user|s:4:\"u{i:03}\";n|i:{i};").as_bytes(),
+            "session {i}"
+        );
+        let old: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(format!("PHPREDIS_SESSION:{}", sid(i)))
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(old, None, "the old key of {i} is gone");
+    }
+    let text = stickless(&url, &["import", "--from", "phpredis:PHPREDIS_SESSION:"]).ok();
+    assert!(
+        text.contains("imported") && text.contains("skipped"),
+        "{text}"
+    );
+    let err = stickless(
+        &format!("{url}&compat=phpredis"),
+        &["import", "--from", "phpredis"],
+    )
+    .failed();
+    assert!(err.contains("compat"), "{err}");
+    let err = stickless(&url, &["import", "--from", "memcached"]);
+    assert_eq!(err.code, Some(2), "{}", err.stderr);
+}

@@ -1,11 +1,11 @@
 //! One module per command. A command gets the parsed URL and its own
 //! arguments, and returns an error for `main` to print.
 //!
-//! `import` and `logout-user` are further variants of `cli::Command` and
-//! modules here, when the core offers the phpredis import and the per-user
-//! index.
+//! `logout-user` is a further variant of `cli::Command` and a module here,
+//! when the core offers the per-user index.
 
 mod delete;
+mod import;
 mod show;
 mod unlock;
 
@@ -28,5 +28,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Delete(args) => delete::run(config, &args.session.id, args.force, out),
         Command::Stats(args) => crate::stats::run(config, &args, out),
         Command::Check => crate::check::run(config, out),
+        Command::Import(args) => import::run(config, &args, out),
     }
 }

@@ -1,7 +1,7 @@
 //! `stickless stats`: how many sessions, how big, how long they have left,
 //! which are locked, scanned from every primary; `--watch` repeats it.
 
-mod scan;
+pub(crate) mod scan;
 mod tally;
 
 use std::io::IsTerminal;

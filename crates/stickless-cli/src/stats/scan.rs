@@ -50,14 +50,18 @@ fn kind(prefix: &str, key: &str) -> Kind {
 /// `MATCH` pattern for keys that start with `prefix{`: glob characters in
 /// the prefix are escaped.
 pub fn pattern(prefix: &str) -> String {
-    let mut p = String::with_capacity(prefix.len() + 4);
-    for c in prefix.chars() {
+    format!("{}{{*", escape(prefix))
+}
+
+/// `text` as a `MATCH` pattern that matches it literally.
+pub fn escape(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 4);
+    for c in text.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {
             p.push('\\');
         }
         p.push(c);
     }
-    p.push_str("{*");
     p
 }
 
