@@ -387,3 +387,19 @@ fn on_a_cluster_the_import_moves_sessions_across_slots() {
         .collect();
     assert!(left.is_empty(), "old keys left: {left:?}");
 }
+
+#[test]
+fn a_merge_mode_request_imports_the_session_under_the_lock() {
+    let redis = RedisServer::start();
+    let port = redis.port();
+    let sid = run(phpredis_session(
+        port,
+        2500,
+        "session_start(); $_SESSION['n'] = 1; $_SESSION['log'] = ['x']; echo session_id();",
+    ));
+    let url = format!("redis://127.0.0.1:{port}/0?import=phpredis&concurrency=merge");
+    run(stickless_session(&url, &increment(&sid)));
+    run(stickless_session(&url, &increment(&sid)));
+    assert_eq!(run(stickless_session(&url, &read_count(&sid))), "3 3");
+    assert!(keys(&redis, &format!("PHPREDIS_SESSION:{sid}")).is_empty());
+}

@@ -45,6 +45,7 @@ impl Store {
         mode: OpenMode,
         ttl: Duration,
     ) -> Result<Result<MergeBase, Fallback>, Error> {
+        self.native_only()?;
         let keys = self.keys(id);
         let cmd = merge::read(&keys, ttl);
         let reply = self

@@ -211,7 +211,7 @@ impl Store {
     /// The migration options (`compat`, `import`) are the blocking
     /// driver's: refused here rather than serving a session from the wrong
     /// keys.
-    fn native_only(&self) -> Result<(), Error> {
+    pub(super) fn native_only(&self) -> Result<(), Error> {
         let s = &self.inner.config.settings;
         let option = if s.compat.is_some() {
             "compat"

@@ -103,7 +103,7 @@ impl Store {
         let keys = self.keys(id);
         let token = LockToken::random()?;
         let claim = self.keeper.claim(keys.clone(), token.clone());
-        self.acquire(id, &keys, &token, claim, mode, Some(compat.clone()))
+        self.acquire(&keys, &token, claim, mode, Some((id, compat.clone())))
     }
 
     /// The lock wait ran out on a lock a phpredis pod holds.

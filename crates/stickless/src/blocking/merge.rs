@@ -54,10 +54,18 @@ impl Store {
         mode: OpenMode,
         ttl: Duration,
     ) -> Result<Result<MergeBase, Fallback>, Error> {
+        if self.config.settings.compat.is_some() {
+            return Ok(Err(Fallback::Migrating));
+        }
         let keys = self.keys(id);
         let cmd = merge::read(&keys, ttl);
         let reply = self.link.run(slot(keys.tag()), Op::Cmd(&cmd))?.value;
         let stored: Option<Vec<u8>> = steps::reply_as("merge read", reply)?;
+        // A miss may be a session still in the old handler's keys: the lock
+        // imports it.
+        if stored.is_none() && mode != OpenMode::New && self.config.settings.import.is_some() {
+            return Ok(Err(Fallback::Migrating));
+        }
         merge::based(&self.config.settings, &keys, handler, mode, stored)
     }
 
@@ -117,7 +125,7 @@ impl Store {
         let keys = attempt.keys().clone();
         let token = LockToken::random()?;
         let claim = self.keeper.claim(keys.clone(), token.clone());
-        match self.acquire(&keys, &token, claim, OpenMode::CreateIfMissing)? {
+        match self.acquire(&keys, &token, claim, OpenMode::CreateIfMissing, None)? {
             Opened::Locked { lease, loaded, .. } => {
                 match attempt.under_lock(&lease.stamp, &loaded) {
                     Ok(Some(payload)) => {

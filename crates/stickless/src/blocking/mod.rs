@@ -128,18 +128,18 @@ impl Store {
         // Dropped unsettled (no reply), the claim's token is abandoned in
         // the background: the server may still take the lock for it.
         let claim = self.keeper.claim(keys.clone(), token.clone());
-        let import = self.config.settings.import.clone();
-        self.acquire(id, &keys, &token, claim, mode, import)
+        let import = self.config.settings.import.clone().map(|from| (id, from));
+        self.acquire(&keys, &token, claim, mode, import)
     }
 
+    /// `import`: the session's ID and the handler to move it from on a miss.
     fn acquire(
         &mut self,
-        id: &SessionId,
         keys: &SessionKeys,
         token: &LockToken,
         mut claim: Claim,
         mode: OpenMode,
-        import: Option<Legacy>,
+        import: Option<(&SessionId, Legacy)>,
     ) -> Result<Opened, Error> {
         let s = &self.config.settings;
         // The common, uncontended case without a script: `SET NX PX` takes
@@ -154,8 +154,9 @@ impl Store {
         match steps::free_lock(reply)? {
             FreeLock::Taken(None)
                 if mode != OpenMode::New
-                    && let Some(from) = import =>
+                    && let Some((id, from)) = &import =>
             {
+                let (id, from) = (*id, from.clone());
                 return self.import_locked(id, keys, claim, mode, Duration::ZERO, &from);
             }
             FreeLock::Taken(stored) => {
@@ -189,9 +190,9 @@ impl Store {
             match Acquired::read(&reply, keys, started, s)? {
                 Acquired::Locked { stored: None }
                     if mode != OpenMode::New
-                        && let Some(from) = &import =>
+                        && let Some((id, from)) = &import =>
                 {
-                    let from = from.clone();
+                    let (id, from) = (*id, from.clone());
                     return self.import_locked(id, keys, claim, mode, started.elapsed(), &from);
                 }
                 Acquired::Locked { stored } => {

@@ -80,6 +80,10 @@ pub enum Fallback {
     Unreadable,
     /// The `serialize_handler` is not one the codec reads.
     Handler,
+    /// A migration is under way (`compat=phpredis`, or `import` and the
+    /// session is not in stickless's format yet): the old handler's values
+    /// carry no revision to compare, so the lock serialises the request.
+    Migrating,
 }
 
 /// Result of [`Store::open_merge`](crate::Store::open_merge).
