@@ -18,6 +18,8 @@ pub enum Needed {
     Cluster,
     /// Not on a cluster (a database other than 0 is selected).
     NotCluster,
+    /// While migrating from phpredis (`compat` or `import`).
+    Migrating,
     /// Behind Sentinel.
     Sentinel,
 }
@@ -54,6 +56,8 @@ pub const COMMANDS: &[(&str, Needed)] = &[
     ("cluster|slots", Needed::Cluster),
     ("asking", Needed::Cluster),
     ("role", Needed::Sentinel),
+    ("setex", Needed::Migrating),
+    ("expire", Needed::Migrating),
 ];
 
 /// What the probes found.
@@ -163,6 +167,8 @@ fn probes(probe: &str, db: i64, needed: impl Fn(Needed) -> bool) -> Vec<(&'stati
         ("cluster|slots", cmd("CLUSTER").arg("SLOTS").clone()),
         ("asking", cmd("ASKING").clone()),
         ("role", cmd("ROLE").clone()),
+        ("setex", cmd("SETEX").arg(probe).arg(10).arg(1).clone()),
+        ("expire", cmd("EXPIRE").arg(probe).arg(10).clone()),
         // Last: it clears what the probes created.
         (
             "del",

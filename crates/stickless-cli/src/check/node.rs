@@ -142,6 +142,7 @@ pub fn data_node(
         Needed::Cluster => is_cluster,
         Needed::NotCluster => !is_cluster,
         Needed::Sentinel => matches!(topology, Topology::Sentinel { .. }),
+        Needed::Migrating => config.settings.compat.is_some() || config.settings.import.is_some(),
     };
     match acl::probe(con, probe_key, config.server.db, needed) {
         Err(e) => f.problem(
