@@ -56,7 +56,8 @@ down:
 status:
 	bash deploy/local/stack.sh status
 
-test: build
+# phpredis6: tests/tests/phpredis_migration.rs runs its mixed fleet against 6.2 too.
+test: build phpredis6
 	cargo test --workspace --profile release-tests
 	cargo test --profile release-tests -p stickless --features metrics --test metrics_facade
 	$(MAKE) k8s-validate

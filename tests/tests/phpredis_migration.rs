@@ -8,7 +8,63 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 
-use stickless_e2e::{RedisServer, Stack, http_get, php};
+use stickless_e2e::{RedisServer, Stack, http_get, php, target_dir};
+
+/// The phpredis builds to test against: the distribution's (5.3.7 on
+/// Debian 12, 6.2 on Debian 13), and 6.2 where `make phpredis6` built it.
+fn phpredis_builds() -> Vec<Phpredis> {
+    let mut builds = vec![Phpredis::Distribution];
+    let built = target_dir().join("phpredis/current/redis.so");
+    if built.is_file() {
+        builds.push(Phpredis::Built);
+    } else {
+        println!(
+            "phpredis 6.2 is not built ({}): make phpredis6",
+            built.display()
+        );
+    }
+    builds
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phpredis {
+    /// What `extension=redis` loads.
+    Distribution,
+    /// `target/phpredis/current/redis.so` (scripts/build-phpredis.sh).
+    Built,
+}
+
+impl Phpredis {
+    fn module(self) -> String {
+        match self {
+            Self::Distribution => "redis".to_owned(),
+            Self::Built => target_dir()
+                .join("phpredis/current/redis.so")
+                .display()
+                .to_string(),
+        }
+    }
+
+    /// stack.sh knobs for pods that load this build (and stickless).
+    fn stack_env(self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Distribution => Vec::new(),
+            Self::Built => vec![
+                (
+                    "PHP_INI_SCAN_DIR",
+                    target_dir()
+                        .join("phpredis/fpm-conf.d")
+                        .display()
+                        .to_string(),
+                ),
+                (
+                    "PHP_EXTENSION",
+                    format!("{} {}", self.module(), stickless_e2e::ext().display()),
+                ),
+            ],
+        }
+    }
+}
 
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
@@ -64,23 +120,29 @@ fn burst(port: u16, cookie: &str, path: &str, clients: u64, each: u64) -> Burst 
 
 #[test]
 fn a_mixed_fleet_of_phpredis_and_compat_pods_loses_no_update() {
+    for build in phpredis_builds() {
+        mixed_fleet(build);
+    }
+}
+
+fn mixed_fleet(build: Phpredis) {
     // phpredis waits for its lock up to 5 s here (2,500 tries 2 ms apart),
     // as a site that runs it with locking is configured.
-    let stack = Stack::up(
-        4,
-        &[
-            (
-                "POD_HANDLERS",
-                "redis=tcp://127.0.0.1:{redis_port} stickless=redis://127.0.0.1:{redis_port}/0?compat=phpredis&lock_wait_ms=10000",
-            ),
-            (
-                "PHP_DEFINES",
-                "redis.session.locking_enabled=1 redis.session.lock_retries=2500 redis.session.lock_wait_time=2000 redis.session.lock_expire=10",
-            ),
-            ("GATEWAY", "0"),
-            ("FPM_WORKERS", "3"),
-        ],
-    );
+    let extra = build.stack_env();
+    let mut env: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend([
+        (
+            "POD_HANDLERS",
+            "redis=tcp://127.0.0.1:{redis_port} stickless=redis://127.0.0.1:{redis_port}/0?compat=phpredis&lock_wait_ms=10000",
+        ),
+        (
+            "PHP_DEFINES",
+            "redis.session.locking_enabled=1 redis.session.lock_retries=2500 redis.session.lock_wait_time=2000 redis.session.lock_expire=10",
+        ),
+        ("GATEWAY", "0"),
+        ("FPM_WORKERS", "3"),
+    ]);
+    let stack = Stack::up(4, &env);
     let port = stack.port();
     let (status, head, body) = http_get(port, "/bench/counter.php", None);
     assert_eq!(status, 200, "{head}\n{body}");
@@ -94,6 +156,20 @@ fn a_mixed_fleet_of_phpredis_and_compat_pods_loses_no_update() {
         pods.insert(json(&body)["pod"].as_str().expect("pod").to_owned());
     }
     assert_eq!(pods.len(), 4, "round-robin reaches every pod: {pods:?}");
+    let versions: std::collections::BTreeSet<String> = (0..4)
+        .map(|_| {
+            let (_, _, body) = http_get(port, "/healthz.php", None);
+            let health = json(&body);
+            format!("{} {}", health["handler"], health["module"])
+        })
+        .collect();
+    println!("mixed fleet ({build:?} phpredis): {versions:?}");
+    if matches!(build, Phpredis::Built) {
+        assert!(
+            versions.iter().any(|v| v.starts_with("\"redis\" \"6.2")),
+            "the phpredis pods run 6.2: {versions:?}"
+        );
+    }
     let sid = cookie.split_once('=').expect("name=value").1;
     let mut redis = redis::Client::open(format!("redis://127.0.0.1:{}/", stack.redis_port()))
         .and_then(|c| c.get_connection())
@@ -115,25 +191,30 @@ fn a_mixed_fleet_of_phpredis_and_compat_pods_loses_no_update() {
 
     let quick = burst(port, &cookie, "/bench/counter.php", 8, 25);
     let held = burst(port, &cookie, "/bench/slow.php?ms=50", 4, 5);
-    println!("mixed fleet, parallel increments: {quick:?}");
-    println!("mixed fleet, 50 ms holds: {held:?}");
+    println!("mixed fleet ({build:?} phpredis), parallel increments: {quick:?}");
+    println!("mixed fleet ({build:?} phpredis), 50 ms holds: {held:?}");
     for (case, b) in [("increments", &quick), ("50 ms holds", &held)] {
-        assert_eq!(b.lost, 0, "{case}: an update was lost: {b:?}");
-        assert_eq!(b.failed, 0, "{case}: {b:?}\n{}", stack.php_errors());
-        assert_eq!(b.ok, b.requests, "{case}: {b:?}");
+        assert_eq!(b.lost, 0, "{build:?}, {case}: an update was lost: {b:?}");
+        assert_eq!(
+            b.failed,
+            0,
+            "{build:?}, {case}: {b:?}\n{}",
+            stack.php_errors()
+        );
+        assert_eq!(b.ok, b.requests, "{build:?}, {case}: {b:?}");
     }
 }
 
 // --- the second rollout: compat pods and import pods side by side ---------
 
 /// phpredis 5.3 or 6.x, locking, waiting up to `retries` × 2 ms for a lock.
-fn phpredis_session(port: u16, retries: u32, code: &str) -> Command {
+fn phpredis_session(build: Phpredis, port: u16, retries: u32, code: &str) -> Command {
     let mut cmd = php();
     cmd.args([
         "-d",
         "extension=igbinary",
         "-d",
-        "extension=redis",
+        &format!("extension={}", build.module()),
         "-d",
         "session.save_handler=redis",
         "-d",
@@ -212,6 +293,12 @@ fn keys(redis: &RedisServer, pattern: &str) -> Vec<String> {
 
 #[test]
 fn switching_every_pod_from_compat_to_import_keeps_every_session() {
+    for build in phpredis_builds() {
+        switching(build);
+    }
+}
+
+fn switching(build: Phpredis) {
     let redis = RedisServer::start();
     let port = redis.port();
     let compat = format!("redis://127.0.0.1:{port}/0?compat=phpredis&lock_wait_ms=10000");
@@ -220,6 +307,7 @@ fn switching_every_pod_from_compat_to_import_keeps_every_session() {
     let sids: Vec<String> = (0..6)
         .map(|_| {
             run(phpredis_session(
+                build,
                 port,
                 2500,
                 "session_start(); $_SESSION['n'] = 1; $_SESSION['log'] = ['x']; echo session_id();",
@@ -258,6 +346,7 @@ fn switching_every_pod_from_compat_to_import_keeps_every_session() {
     // A straggling phpredis pod cannot bring a moved session back: the
     // marker keeps it from locking, so its write is refused.
     let out = phpredis_session(
+        build,
         port,
         3,
         &format!(
@@ -285,6 +374,7 @@ fn two_importers_racing_on_one_session_import_it_once() {
     let port = redis.port();
     let import = format!("redis://127.0.0.1:{port}/0?import=phpredis&lock_wait_ms=10000");
     let sid = run(phpredis_session(
+        Phpredis::Distribution,
         port,
         2500,
         "session_start(); $_SESSION['n'] = 1; $_SESSION['log'] = ['x']; echo session_id();",
@@ -393,6 +483,7 @@ fn a_merge_mode_request_imports_the_session_under_the_lock() {
     let redis = RedisServer::start();
     let port = redis.port();
     let sid = run(phpredis_session(
+        Phpredis::Distribution,
         port,
         2500,
         "session_start(); $_SESSION['n'] = 1; $_SESSION['log'] = ['x']; echo session_id();",
@@ -402,4 +493,42 @@ fn a_merge_mode_request_imports_the_session_under_the_lock() {
     run(stickless_session(&url, &increment(&sid)));
     assert_eq!(run(stickless_session(&url, &read_count(&sid))), "3 3");
     assert!(keys(&redis, &format!("PHPREDIS_SESSION:{sid}")).is_empty());
+}
+
+#[test]
+fn a_compat_request_longer_than_its_lease_keeps_phpredis_out() {
+    // Without renewals a phpredis pod would take the lapsed lock after
+    // 300 ms, and one of the two updates would be refused or lost.
+    let redis = RedisServer::start();
+    let port = redis.port();
+    let compat = format!("redis://127.0.0.1:{port}/0?compat=phpredis&lock_ttl_ms=300");
+    let sid = run(phpredis_session(
+        Phpredis::Distribution,
+        port,
+        2500,
+        "session_start(); $_SESSION['n'] = 1; $_SESSION['log'] = ['x']; echo session_id();",
+    ));
+    let long = spawn(stickless_session(
+        &compat,
+        &format!(
+            "session_id('{sid}'); session_start(); usleep(1200000); $_SESSION['n']++; $_SESSION['log'][] = 'x'; session_write_close();"
+        ),
+    ));
+    let lock = format!("PHPREDIS_SESSION:{sid}_LOCK");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while keys(&redis, &lock).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the compat request never locked"
+        );
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let phpredis = spawn(phpredis_session(
+        Phpredis::Distribution,
+        port,
+        2500,
+        &increment(&sid),
+    ));
+    wait_ok(vec![long, phpredis]);
+    assert_eq!(run(stickless_session(&compat, &read_count(&sid))), "3 3");
 }
