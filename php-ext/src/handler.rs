@@ -3,7 +3,8 @@
 //! Locking itself lives in the core crate; this file only keeps the lease
 //! between hooks and turns outcomes into the warnings users see.
 
-use std::cell::RefMut;
+use std::cell::{RefCell, RefMut};
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use stickless::metrics::Event;
@@ -37,6 +38,20 @@ impl From<Error> for Warning {
     /// The store has counted the failure already.
     fn from(e: Error) -> Self {
         Warning(e.to_string())
+    }
+}
+
+/// A step whose session was saved even if it failed afterwards: a bound
+/// session whose index entry could not be renewed is saved all the same,
+/// so PHP hears a warning, not a failed write.
+fn saved<T>(r: Result<T, Error>) -> Result<(), Warning> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e @ Error::IndexNotUpdated { .. }) => {
+            crate::warn(&e.to_string());
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -81,7 +96,10 @@ enum Active {
 /// current request's session.
 pub struct Handler {
     store: Shared,
-    active: Active,
+    /// Shared with [`CURRENT`] while a session is locked, so that
+    /// `Stickless\bind_user()` reaches the lease of whichever handler
+    /// (native or object) holds the request's session.
+    active: Rc<RefCell<Active>>,
     /// IDs made by create_sid in this request.
     created: Vec<SessionId>,
 }
@@ -98,7 +116,7 @@ impl Handler {
     pub fn new(config: Config) -> Self {
         Self {
             store: stores::shared(config),
-            active: Active::Idle,
+            active: Rc::new(RefCell::new(Active::Idle)),
             created: Vec::new(),
         }
     }
@@ -114,6 +132,26 @@ impl Handler {
         if *self.store.borrow().config() != config {
             self.end_quietly();
             self.store = stores::shared(config);
+        }
+    }
+
+    /// The session state, left idle.
+    fn take(&self) -> Active {
+        std::mem::replace(&mut *self.active.borrow_mut(), Active::Idle)
+    }
+
+    /// Moves to `active`; a locked session becomes the request's current
+    /// one for `Stickless\bind_user()`.
+    fn set(&self, active: Active) {
+        let locked = matches!(active, Active::Locked { .. });
+        *self.active.borrow_mut() = active;
+        if locked {
+            CURRENT.with(|c| {
+                *c.borrow_mut() = Some(Current {
+                    store: Rc::clone(&self.store),
+                    active: Rc::downgrade(&self.active),
+                });
+            });
         }
     }
 
@@ -152,7 +190,7 @@ impl Handler {
             return match self.snapshot(&id) {
                 Ok(exists) => exists,
                 Err(Warning(why)) => {
-                    self.active = Active::Failed { id, why };
+                    self.set(Active::Failed { id, why });
                     true
                 }
             };
@@ -161,14 +199,14 @@ impl Handler {
             Ok(true) => true,
             Ok(false) => false,
             Err(Warning(why)) => {
-                self.active = Active::Failed { id, why };
+                self.set(Active::Failed { id, why });
                 true
             }
         }
     }
 
     fn holds(&self, id: &SessionId) -> bool {
-        match &self.active {
+        match &*self.active.borrow() {
             Active::Locked { id: held, .. }
             | Active::Merging { id: held, .. }
             | Active::ReadOnly { id: held, .. }
@@ -222,11 +260,11 @@ impl Handler {
             Opened::Missing => return Ok(false),
             Opened::Locked { lease, loaded, .. } => {
                 let seen = loaded.payload().to_vec();
-                self.active = Active::Locked {
+                self.set(Active::Locked {
                     id: id.clone(),
                     lease,
                     seen,
-                };
+                });
                 loaded
             }
             Opened::ReadOnly { loaded, waited } => {
@@ -236,10 +274,10 @@ impl Handler {
                     waited.as_millis()
                 ));
                 let seen = loaded.payload().to_vec();
-                self.active = Active::ReadOnly {
+                self.set(Active::ReadOnly {
                     id: id.clone(),
                     seen,
-                };
+                });
                 loaded
             }
         };
@@ -262,17 +300,17 @@ impl Handler {
             ));
         }
         let exists = loaded != Loaded::Empty;
-        self.active = Active::Snapshot {
+        self.set(Active::Snapshot {
             id: id.clone(),
             seen: loaded.payload().to_vec(),
-        };
+        });
         Ok(exists)
     }
 
     /// read: the session payload, locking it first unless validate did.
     pub fn read(&mut self, raw: &[u8]) -> Result<Vec<u8>, Warning> {
         let id = parse_id(raw)?;
-        match &self.active {
+        let failed = match &*self.active.borrow() {
             Active::Locked { id: held, seen, .. }
             | Active::Merging { id: held, seen, .. }
             | Active::ReadOnly { id: held, seen }
@@ -281,12 +319,12 @@ impl Handler {
             {
                 return Ok(seen.clone());
             }
-            Active::Failed { id: held, why } if *held == id => {
-                let why = why.clone();
-                self.active = Active::Idle;
-                return Err(Warning(why));
-            }
-            _ => {}
+            Active::Failed { id: held, why } if *held == id => Some(why.clone()),
+            _ => None,
+        };
+        if let Some(why) = failed {
+            self.set(Active::Idle);
+            return Err(Warning(why));
         }
         self.end_quietly();
         let read_and_close = crate::read_and_close::requested();
@@ -309,7 +347,7 @@ impl Handler {
                 self.open_as_chosen(&id, OpenMode::CreateIfMissing)?;
             }
         }
-        match &self.active {
+        match &*self.active.borrow() {
             Active::Locked { seen, .. }
             | Active::Merging { seen, .. }
             | Active::ReadOnly { seen, .. }
@@ -324,7 +362,7 @@ impl Handler {
     /// even empty, so its ID is known from the next request on.
     pub fn write(&mut self, raw: &[u8], data: &[u8], ttl: Duration) -> Result<(), Warning> {
         let id = parse_id(raw)?;
-        match std::mem::replace(&mut self.active, Active::Idle) {
+        match self.take() {
             Active::Locked {
                 id: held,
                 lease,
@@ -332,9 +370,9 @@ impl Handler {
             } if held == id => {
                 self.created.retain(|c| *c != id);
                 if seen == data && lease.was_stored() {
-                    self.store().touch(lease, ttl)?;
+                    saved(self.store().touch(lease, ttl))?;
                 } else {
-                    self.store().commit(lease, data.to_vec(), ttl)?;
+                    saved(self.store().commit(lease, data.to_vec(), ttl))?;
                 }
                 Ok(())
             }
@@ -355,7 +393,7 @@ impl Handler {
             other => {
                 // A write without a matching read (some frameworks write
                 // blind): lock first, so it is still fenced.
-                self.active = other;
+                self.set(other);
                 self.end_quietly();
                 let mode = if self.is_created(&id) {
                     OpenMode::New
@@ -366,7 +404,7 @@ impl Handler {
                 match opened {
                     Opened::Locked { lease, .. } => {
                         self.created.retain(|c| *c != id);
-                        self.store().commit(lease, data.to_vec(), ttl)?;
+                        saved(self.store().commit(lease, data.to_vec(), ttl))?;
                         Ok(())
                     }
                     Opened::ReadOnly { .. } | Opened::Missing => {
@@ -397,11 +435,11 @@ impl Handler {
     /// update_timestamp (lazy_write, unchanged data): touch and release.
     pub fn touch(&mut self, raw: &[u8], data: &[u8], ttl: Duration) -> Result<(), Warning> {
         let id = parse_id(raw)?;
-        match std::mem::replace(&mut self.active, Active::Idle) {
+        match self.take() {
             Active::Locked {
                 id: held, lease, ..
             } if held == id && lease.was_stored() => {
-                self.store().touch(lease, ttl)?;
+                saved(self.store().touch(lease, ttl))?;
                 Ok(())
             }
             Active::ReadOnly { .. } => Ok(()),
@@ -409,7 +447,7 @@ impl Handler {
             Active::Merging { id: held, .. } if held == id => Ok(()),
             other => {
                 // Same as a write for anything not held.
-                self.active = other;
+                self.set(other);
                 self.write(raw, data, ttl)
             }
         }
@@ -419,12 +457,12 @@ impl Handler {
     pub fn destroy(&mut self, raw: &[u8]) -> Result<(), Warning> {
         let id = parse_id(raw)?;
         self.created.retain(|c| *c != id);
-        let lease = match std::mem::replace(&mut self.active, Active::Idle) {
+        let lease = match self.take() {
             Active::Locked {
                 id: held, lease, ..
             } if held == id => Some(lease),
             other => {
-                self.active = other;
+                self.set(other);
                 None
             }
         };
@@ -435,7 +473,7 @@ impl Handler {
     /// close: release whatever is still held (read_and_close, session_abort,
     /// a failed write already released nothing more).
     pub fn close(&mut self) -> Result<(), Warning> {
-        match std::mem::replace(&mut self.active, Active::Idle) {
+        match self.take() {
             Active::Locked { lease, .. } => {
                 self.store().release(lease)?;
                 Ok(())
@@ -457,4 +495,60 @@ impl Handler {
             crate::warn(&w);
         }
     }
+}
+
+/// The request's current session: the store and state of the handler that
+/// locked a session last in this process.
+struct Current {
+    store: Shared,
+    active: Weak<RefCell<Active>>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+}
+
+/// Why `Stickless\bind_user()` did not bind.
+pub enum BindError {
+    /// No session of this handler is active and locked.
+    NoSession(&'static str),
+    /// The step failed (Redis down, a bad label).
+    Store(Error),
+}
+
+/// Binds the request's active session to `user` (see `Store::bind_user`).
+pub fn bind_current(
+    user: &stickless::UserId,
+    label: Option<&str>,
+    ttl: Duration,
+) -> Result<(), BindError> {
+    const NONE: &str = "no active stickless session; call session_start() first";
+    let current = CURRENT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .map(|c| (Rc::clone(&c.store), c.active.upgrade()))
+    });
+    let Some((store, Some(active))) = current else {
+        return Err(BindError::NoSession(NONE));
+    };
+    let Ok(mut active) = active.try_borrow_mut() else {
+        return Err(BindError::NoSession(NONE));
+    };
+    let Active::Locked { lease, .. } = &mut *active else {
+        return Err(BindError::NoSession(
+            "the session is not locked by this request (closed, read_and_close or read-only); it cannot be bound",
+        ));
+    };
+    let Ok(mut store) = store.try_borrow_mut() else {
+        return Err(BindError::NoSession(NONE));
+    };
+    store
+        .bind_user(lease, user, label, ttl)
+        .map_err(BindError::Store)
+}
+
+/// The store of the session this process used last, for the user
+/// functions called outside a session.
+pub fn current_store() -> Option<Shared> {
+    CURRENT.with(|c| c.borrow().as_ref().map(|c| Rc::clone(&c.store)))
 }

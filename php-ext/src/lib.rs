@@ -15,6 +15,7 @@ mod read_and_close;
 mod stats;
 mod stores;
 mod strict;
+mod users;
 
 use std::ffi::CString;
 
@@ -76,7 +77,13 @@ fn start(module_number: i32) -> i32 {
         return ffi::FAILURE;
     }
     // SAFETY: MINIT; the module's functions were registered before it.
-    for name in ["stickless_stats", "stickless\\metrics"] {
+    for name in [
+        "stickless_stats",
+        "stickless\\metrics",
+        "stickless\\bind_user",
+        "stickless\\user_sessions",
+        "stickless\\logout_user",
+    ] {
         // SAFETY: as above.
         if let Err(e) = unsafe { route_function(name) } {
             warn(&format!("{name}(): {e}"));
@@ -200,6 +207,34 @@ fn text_content_type() {
     });
 }
 
+/// `Stickless\bind_user(string|int $userId, ?string $label = null): void`
+/// (see `users.rs`).
+#[php_function]
+#[php(name = "Stickless\\bind_user")]
+pub fn bind_user(user_id: &ext_php_rs::types::Zval, label: Option<String>) -> PhpResult<()> {
+    users::bind_user(user_id, label)
+}
+
+/// `Stickless\user_sessions(string|int $userId): array` (see `users.rs`).
+#[php_function]
+#[php(name = "Stickless\\user_sessions")]
+pub fn user_sessions(
+    user_id: &ext_php_rs::types::Zval,
+) -> PhpResult<ext_php_rs::boxed::ZBox<ext_php_rs::types::ZendHashTable>> {
+    users::user_sessions(user_id)
+}
+
+/// `Stickless\logout_user(string|int $userId, ?string $exceptCurrent = null): int`
+/// (see `users.rs`).
+#[php_function]
+#[php(name = "Stickless\\logout_user")]
+pub fn logout_user(
+    user_id: &ext_php_rs::types::Zval,
+    except_current: Option<String>,
+) -> PhpResult<i64> {
+    users::logout_user(user_id, except_current)
+}
+
 #[php_module]
 #[php(startup = startup)]
 pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
@@ -207,6 +242,9 @@ pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
         .name("stickless")
         .function(wrap_function!(stickless_stats))
         .function(wrap_function!(metrics))
+        .function(wrap_function!(bind_user))
+        .function(wrap_function!(user_sessions))
+        .function(wrap_function!(logout_user))
         .post_deactivate_function(post_deactivate)
         .shutdown_function(module_shutdown)
         .info_function(info)

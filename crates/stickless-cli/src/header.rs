@@ -77,6 +77,7 @@ mod tests {
             flags: 1,
             payload: vec![7; 500],
             key_id: Some("k1".into()),
+            user: None,
         };
         let stored = env.encode();
         assert_eq!(

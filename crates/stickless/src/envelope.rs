@@ -81,6 +81,22 @@ pub struct Envelope {
     /// The encryption key's id when encrypted. Absent from older values.
     #[serde(default)]
     pub key_id: Option<String>,
+    /// The hashed tag of the user this session is bound to (see
+    /// `Store::bind_user`), stored after the array so that builds which
+    /// predate it read the envelope as before and ignore it.
+    #[serde(skip)]
+    pub user: Option<String>,
+}
+
+/// What follows the envelope's array: fields older builds skip, since they
+/// decode one MessagePack value and ignore the rest. Written only when a
+/// field is set, so an unbound session's value is byte for byte what it
+/// always was.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Trailer {
+    /// [`Envelope::user`].
+    #[serde(default, rename = "u", skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
 }
 
 impl Envelope {
@@ -93,6 +109,7 @@ impl Envelope {
             flags: 0,
             payload,
             key_id: None,
+            user: None,
         }
     }
 
@@ -105,6 +122,7 @@ impl Envelope {
             flags: 0,
             payload,
             key_id: None,
+            user: self.user.clone(),
         }
     }
 
@@ -158,6 +176,12 @@ impl Envelope {
         out.push(VERSION);
         // Writing into a Vec cannot fail and every field is representable.
         rmp_serde::encode::write(&mut out, self).expect("envelope encodes into a Vec");
+        if self.user.is_some() {
+            let trailer = Trailer {
+                user: self.user.clone(),
+            };
+            rmp_serde::encode::write_named(&mut out, &trailer).expect("trailer encodes into a Vec");
+        }
         out
     }
 
@@ -172,8 +196,15 @@ impl Envelope {
         if head[3] != VERSION {
             return Err(CorruptKind::UnsupportedVersion(head[3]));
         }
-        let env: Envelope =
-            rmp_serde::from_slice(body).map_err(|e| CorruptKind::Malformed(e.to_string()))?;
+        // A slice reads itself forward, so what is left is the trailer.
+        let mut rest = body;
+        let mut env: Envelope =
+            rmp_serde::from_read(&mut rest).map_err(|e| CorruptKind::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            let trailer: Trailer = rmp_serde::from_slice(rest)
+                .map_err(|e| CorruptKind::Malformed(format!("trailer: {e}")))?;
+            env.user = trailer.user;
+        }
         if env.flags & !KNOWN_FLAGS != 0 {
             return Err(CorruptKind::UnsupportedFlags(env.flags));
         }
@@ -217,6 +248,24 @@ mod tests {
         }
         s.push('}');
         s.into_bytes()
+    }
+
+    #[test]
+    fn a_binding_rides_after_the_array_where_older_builds_ignore_it() {
+        let unbound = Envelope::new(b"n|i:1;".to_vec(), 1_700_000_000_000);
+        let bound = Envelope {
+            user: Some("6678672b455100fdfae9638c90ae88c2".into()),
+            ..unbound.clone()
+        };
+        let (plain, with_user) = (unbound.encode(), bound.encode());
+        // Unbound values are what every earlier build wrote.
+        assert_eq!(with_user[..plain.len()], plain[..]);
+        assert_eq!(Envelope::decode(&with_user), Ok(bound.clone()));
+        // An earlier build decodes one MessagePack value and stops there.
+        let old: Envelope = rmp_serde::from_slice(&with_user[4..]).unwrap();
+        assert_eq!(old, unbound);
+        // The binding survives the next revision.
+        assert_eq!(bound.next(vec![], 1).user, bound.user);
     }
 
     #[test]

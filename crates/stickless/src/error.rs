@@ -132,6 +132,25 @@ pub enum Error {
     #[error(transparent)]
     InvalidId(#[from] InvalidSessionId),
 
+    /// A user ID or a session label is not acceptable; nothing was sent.
+    #[error(transparent)]
+    InvalidUser(#[from] crate::users::InvalidUser),
+
+    /// The session was written, but its entry in its user's index could
+    /// not be renewed: it may drop out of `user_sessions` (and escape a
+    /// `logout_user`) until its next request renews it.
+    #[error(
+        "session {session} was saved, but its entry in user {user}'s session index was not renewed: {cause}"
+    )]
+    IndexNotUpdated {
+        /// Hashed session key.
+        session: String,
+        /// Hashed user key.
+        user: String,
+        /// Why the index step failed.
+        cause: Box<Error>,
+    },
+
     /// The configuration (a save path, an option) is invalid; nothing was sent.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),

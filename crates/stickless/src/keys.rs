@@ -94,6 +94,11 @@ impl SessionKeys {
         })
     }
 
+    /// The prefix the keys were derived under.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.base[..self.tag_start]
+    }
+
     /// The `{tag}` part: what warnings and logs call the session.
     pub fn tag(&self) -> &str {
         &self.base[self.tag_start..]

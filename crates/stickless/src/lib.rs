@@ -87,6 +87,7 @@ pub mod scripts;
 mod session;
 mod steps;
 mod token;
+mod users;
 
 pub use blocking::Store;
 pub use compress::Compression;
@@ -99,3 +100,4 @@ pub use keys::SessionKeys;
 pub use merge::{Fallback, MergeBase, MergeOpened, Merged};
 pub use session::{Committed, Lease, Loaded, OpenMode, Opened};
 pub use token::LockToken;
+pub use users::{InvalidUser, MAX_LABEL_LEN, MAX_USER_ID_LEN, UserId, UserKeys, UserSession};

@@ -232,7 +232,7 @@ end
 return {1}
 ";
 
-fn with_handoff(body: &str) -> Script {
+pub(crate) fn with_handoff(body: &str) -> Script {
     Script::new(&format!("{HANDOFF}{body}"))
 }
 

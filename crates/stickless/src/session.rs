@@ -10,6 +10,7 @@ use crate::error::{CorruptKind, Error};
 use crate::keeper::Claim;
 use crate::keys::SessionKeys;
 use crate::token::LockToken;
+use crate::users::UserKeys;
 
 /// How [`Store::lock`](crate::Store::lock) treats a session that does not exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +83,11 @@ pub struct Lease {
     pub(crate) claim: Claim,
     /// The session was moved in from the old handler's key by this lock.
     pub(crate) imported: bool,
+    /// The user this session is bound to, if any.
+    pub(crate) user: Option<UserKeys>,
+    /// Whether the stored envelope already names [`Self::user`]; if not,
+    /// the session must be written (a touch becomes a commit).
+    pub(crate) user_stored: bool,
 }
 
 impl Lease {
@@ -99,10 +105,45 @@ impl Lease {
     /// The envelope to store for `payload`.
     pub(crate) fn next_envelope(&self, payload: Vec<u8>) -> Envelope {
         let now = now_ms();
-        match &self.base {
+        let mut env = match &self.base {
             Some(base) => base.next(payload, now),
             None => Envelope::new(payload, now),
+        };
+        env.user = self.user.as_ref().map(|u| u.hex().to_owned());
+        env
+    }
+
+    /// Unix ms the session was first written; now for a new one.
+    pub fn created_ms(&self) -> u64 {
+        self.base.as_ref().map_or_else(now_ms, |b| b.created_ms)
+    }
+
+    /// Whether the session is bound to a user (see
+    /// [`Store::bind_user`](crate::Store::bind_user)).
+    pub fn is_bound(&self) -> bool {
+        self.user.is_some()
+    }
+
+    /// Binding to `user` that the stored envelope does not name yet: the
+    /// session must be written at its end even if unchanged.
+    pub(crate) fn bind(&mut self, user: UserKeys) {
+        if self.user.as_ref() != Some(&user) {
+            self.user = Some(user);
+            self.user_stored = false;
         }
+    }
+
+    /// Whether ending this lease needs a write although PHP's data is
+    /// unchanged: a binding the stored value does not carry yet.
+    pub fn needs_write(&self) -> bool {
+        self.user.is_some() && !self.user_stored
+    }
+
+    /// The payload as read, to write back unchanged.
+    pub(crate) fn read_payload(&self) -> Vec<u8> {
+        self.base
+            .as_ref()
+            .map_or_else(Vec::new, |b| b.payload.clone())
     }
 
     /// A lease on what `stored` held; `claim` starts renewing it.
@@ -114,10 +155,17 @@ impl Lease {
     ) -> Self {
         claim.hold();
         let stamp = stored.map_or_else(Vec::new, |b| b[..b.len().min(STAMP_LEN)].to_vec());
+        let base = loaded.envelope().cloned();
+        let user = base
+            .as_ref()
+            .and_then(|b| b.user.as_deref())
+            .and_then(|hex| UserKeys::from_stored(keys.prefix(), hex));
         Self {
+            user_stored: user.is_some(),
+            user,
             keys,
             token: claim.token().clone(),
-            base: loaded.envelope().cloned(),
+            base,
             stamp,
             claim,
             imported: false,

@@ -77,6 +77,22 @@ impl SessionGuard {
         &mut self.session
     }
 
+    /// Binds this session to `user` (see [`crate::Store::bind_user`]),
+    /// for the store's lifetime; the binding is stored at
+    /// [`commit`](Self::commit), which then writes even an unchanged
+    /// session.
+    pub async fn bind_user(
+        &mut self,
+        user: &crate::UserId,
+        label: Option<&str>,
+    ) -> Result<(), Error> {
+        let Some(lease) = self.lease.as_mut() else {
+            unreachable!("a guard holds its lease until consumed");
+        };
+        let ttl = self.store.lifetime();
+        self.store.bind_user(lease, user, label, ttl).await
+    }
+
     /// Writes the session back if it changed (or only renews its lifetime
     /// if not, as PHP's lazy_write does) and releases the lock.
     pub async fn commit(mut self) -> Result<(), Error> {
@@ -91,7 +107,7 @@ impl SessionGuard {
             }
         };
         let ttl = self.store.lifetime();
-        if payload == self.read {
+        if payload == self.read && !lease.needs_write() {
             self.store.touch(lease, ttl).await
         } else {
             self.store.commit(lease, payload, ttl).await.map(drop)

@@ -66,6 +66,7 @@ use crate::scripts::{self, Call, DestroyReply};
 use crate::session::{Committed, Lease, Loaded, OpenMode, Opened, check_size, now_ms};
 use crate::steps::{self, Acquired, Created, FreeLock, OnFree};
 use crate::token::LockToken;
+use crate::users::{self, Bound, Meta, UserId, UserKeys, UserSession};
 use link::{Link, Ran, Use};
 
 /// PHP's default `session.gc_maxlifetime`.
@@ -346,7 +347,12 @@ impl Store {
     ) -> Result<Committed, Error> {
         let probe = Probe::start(Step::Commit);
         let (written, new) = (payload.len(), !lease.was_stored());
+        let bound = Bound::of(&lease);
         let result = self.commit_step(lease, payload, ttl).await;
+        let result = match (result, bound) {
+            (Ok(done), Some(bound)) => self.renew_entry(&bound, ttl).await.map(|()| done),
+            (result, _) => result,
+        };
         probe.committed(&result, written, new, self.unreported());
         result
     }
@@ -379,10 +385,21 @@ impl Store {
         replicated.and(outcome)
     }
 
-    /// Extends the stored value's lifetime and releases the lock.
+    /// Extends the stored value's lifetime and releases the lock. A
+    /// session bound to a user since it was read is written instead, and a
+    /// bound session's index entry is renewed (one more round trip).
     pub async fn touch(&self, lease: Lease, ttl: Duration) -> Result<(), Error> {
+        if lease.needs_write() {
+            let payload = lease.read_payload();
+            return self.commit(lease, payload, ttl).await.map(drop);
+        }
         let probe = Probe::start(Step::Touch);
+        let bound = Bound::of(&lease);
         let result = self.touch_step(lease, ttl).await;
+        let result = match (result, bound) {
+            (Ok(()), Some(bound)) => self.renew_entry(&bound, ttl).await,
+            (result, _) => result,
+        };
         probe.done(&result, self.unreported());
         result
     }
@@ -413,9 +430,15 @@ impl Store {
 
     /// Deletes a session, releasing `lease` if given; refused while another
     /// request holds the lock.
+    /// A bound session also leaves its user's index.
     pub async fn destroy(&self, id: &SessionId, lease: Option<Lease>) -> Result<(), Error> {
         let probe = Probe::start(Step::Destroy);
+        let bound = lease.as_ref().and_then(Bound::of);
         let result = self.destroy_step(id, lease).await;
+        let result = match (result, bound) {
+            (Ok(()), Some(bound)) => self.drop_entries(&bound.user, &[bound.member]).await,
+            (result, _) => result,
+        };
         probe.done(&result, self.unreported());
         result
     }
@@ -484,6 +507,141 @@ impl Store {
                 steps::own_create(&keys, stored.as_deref(), &envelope)
             }
         }
+    }
+
+    /// The index keys of `user` under this store's prefix.
+    pub fn user_keys(&self, user: &UserId) -> UserKeys {
+        UserKeys::derive(&self.inner.config.settings.prefix, user)
+    }
+
+    /// Binds the session `lease` holds to `user`, as
+    /// [`crate::Store::bind_user`] does; for a guard, see
+    /// [`SessionGuard::bind_user`].
+    pub async fn bind_user(
+        &self,
+        lease: &mut Lease,
+        user: &UserId,
+        label: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        users::check_label(label)?;
+        let keys = self.user_keys(user);
+        if let Some(old) = lease.user.clone().filter(|old| *old != keys) {
+            self.drop_entries(&old, &[users::member(&lease.keys).to_owned()])
+                .await?;
+        }
+        let meta = Meta::Bind {
+            created_ms: lease.created_ms(),
+            label,
+        };
+        let call = users::put(&keys, &lease.keys, ttl, meta);
+        let reply = self.user_script(&keys, &call).await?;
+        users::parse_count("bind", &reply)?;
+        lease.bind(keys);
+        Ok(())
+    }
+
+    /// The live sessions of `user`, as [`crate::Store::user_sessions`]
+    /// lists them.
+    pub async fn user_sessions(
+        &self,
+        user: &UserId,
+        current: Option<&SessionId>,
+    ) -> Result<Vec<UserSession>, Error> {
+        let keys = self.user_keys(user);
+        let prefix = &self.inner.config.settings.prefix;
+        let reply = self.user_script(&keys, &users::list(&keys)).await?;
+        let mut live = Vec::new();
+        let mut stale = Vec::new();
+        for entry in users::parse_list(&reply)? {
+            let Some(session) = users::session_of(prefix, &entry.member) else {
+                stale.push(entry.member);
+                continue;
+            };
+            let mut exists = redis::cmd("EXISTS");
+            exists.arg(session.data());
+            let reply = self
+                .run(
+                    slot(session.tag()),
+                    Use::Command,
+                    Duration::ZERO,
+                    Op::Cmd(&exists),
+                )
+                .await?;
+            if steps::reply_as::<i64>("user sessions", reply.value)? > 0 {
+                live.push(entry);
+            } else {
+                stale.push(entry.member);
+            }
+        }
+        self.drop_entries(&keys, &stale).await?;
+        let current = current.map(|id| self.keys(id));
+        Ok(users::listing(live, current.as_ref().map(users::member)))
+    }
+
+    /// Destroys every session of `user` except `except`, as
+    /// [`crate::Store::logout_user`] does; returns how many were destroyed.
+    pub async fn logout_user(
+        &self,
+        user: &UserId,
+        except: Option<&SessionId>,
+    ) -> Result<usize, Error> {
+        let keys = self.user_keys(user);
+        let s = &self.inner.config.settings;
+        let keep = except.map(|id| users::member(&self.keys(id)).to_owned());
+        let reply = self.user_script(&keys, &users::list(&keys)).await?;
+        let mut ended = Vec::new();
+        let mut destroyed = 0;
+        for entry in users::parse_list(&reply)? {
+            if keep.as_ref() == Some(&entry.member) {
+                continue;
+            }
+            if let Some(session) = users::session_of(&s.prefix, &entry.member) {
+                let call = users::logout(&session, steps::claim_window(s));
+                let wait = steps::replica_wait(s);
+                let ran = self.call(&session, &call, wait.as_ref()).await?;
+                steps::replicated(s, &session, &ran.value.1)?;
+                if users::parse_logout(&ran.value.0)? {
+                    destroyed += 1;
+                }
+            }
+            ended.push(entry.member);
+        }
+        self.drop_entries(&keys, &ended).await?;
+        Ok(destroyed)
+    }
+
+    async fn user_script(&self, user: &UserKeys, call: &Call) -> Result<Value, Error> {
+        let ran = self
+            .run(
+                slot(user.tag()),
+                Use::Command,
+                Duration::ZERO,
+                Op::Script(call),
+            )
+            .await?;
+        Ok(ran.value)
+    }
+
+    async fn renew_entry(&self, bound: &Bound, ttl: Duration) -> Result<(), Error> {
+        let meta = Meta::Renew {
+            created_ms: bound.created_ms,
+        };
+        let call = users::put(&bound.user, &bound.session, ttl, meta);
+        let renewed = match self.user_script(&bound.user, &call).await {
+            Ok(reply) => users::parse_count("renew", &reply),
+            Err(e) => Err(e),
+        };
+        renewed.map(drop).map_err(|cause| bound.not_renewed(cause))
+    }
+
+    async fn drop_entries(&self, user: &UserKeys, members: &[String]) -> Result<(), Error> {
+        for batch in users::batches(members) {
+            let call = users::drop_entries(user, batch);
+            let reply = self.user_script(user, &call).await?;
+            users::parse_count("drop", &reply)?;
+        }
+        Ok(())
     }
 
     /// Leases being renewed in the background, and tokens waiting to be

@@ -30,6 +30,7 @@ use crate::scripts::{self, Call, DestroyReply};
 use crate::session::{Committed, Lease, Loaded, OpenMode, Opened, check_size, now_ms};
 use crate::steps::{self, Acquired, Created, FreeLock, OnFree};
 use crate::token::LockToken;
+use crate::users::{self, Bound, Meta, UserId, UserKeys, UserSession};
 use keeper::Keeper;
 use link::{Link, Ran};
 
@@ -258,7 +259,12 @@ impl Store {
     ) -> Result<Committed, Error> {
         let probe = Probe::start(Step::Commit);
         let (written, new) = (payload.len(), !lease.was_stored());
+        let bound = Bound::of(&lease);
         let result = self.commit_step(lease, payload, ttl);
+        let result = match (result, bound) {
+            (Ok(done), Some(bound)) => self.renew_entry(&bound, ttl).map(|()| done),
+            (result, _) => result,
+        };
         probe.committed(&result, written, new, self.unreported());
         result
     }
@@ -297,9 +303,22 @@ impl Store {
     /// Extends the stored value's lifetime and releases the lock: the step for
     /// an unchanged session, in one round trip. It never fails for a lapsed
     /// lease: renewing a lifetime is harmless whoever holds the lock.
+    ///
+    /// A session bound to a user since it was read is written instead (its
+    /// envelope must name the user), and a bound session's entry in its
+    /// user's index is renewed: one more round trip.
     pub fn touch(&mut self, lease: Lease, ttl: Duration) -> Result<(), Error> {
+        if lease.needs_write() {
+            let payload = lease.read_payload();
+            return self.commit(lease, payload, ttl).map(drop);
+        }
         let probe = Probe::start(Step::Touch);
+        let bound = Bound::of(&lease);
         let result = self.touch_step(lease, ttl);
+        let result = match (result, bound) {
+            (Ok(()), Some(bound)) => self.renew_entry(&bound, ttl),
+            (result, _) => result,
+        };
         probe.done(&result, self.unreported());
         result
     }
@@ -340,9 +359,16 @@ impl Store {
 
     /// Deletes a session in one round trip, releasing `lease` if given.
     /// Refused while another request holds the lock.
+    ///
+    /// A bound session also leaves its user's index (one more round trip).
     pub fn destroy(&mut self, id: &SessionId, lease: Option<Lease>) -> Result<(), Error> {
         let probe = Probe::start(Step::Destroy);
+        let bound = lease.as_ref().and_then(Bound::of);
         let result = self.destroy_step(id, lease);
+        let result = match (result, bound) {
+            (Ok(()), Some(bound)) => self.drop_entries(&bound.user, &[bound.member]),
+            (result, _) => result,
+        };
         probe.done(&result, self.unreported());
         result
     }
@@ -412,6 +438,140 @@ impl Store {
                 steps::own_create(&keys, stored.as_deref(), &envelope)
             }
         }
+    }
+
+    /// The index keys of `user` under this store's prefix.
+    pub fn user_keys(&self, user: &UserId) -> UserKeys {
+        UserKeys::derive(&self.config.settings.prefix, user)
+    }
+
+    /// Binds the session `lease` holds to `user`, with an optional `label`
+    /// the application shows in a list of sessions (a device, say): one
+    /// round trip to the user's slot, which adds the session to the user's
+    /// index for `ttl`. The binding is stored with the session when the
+    /// lease ends: a commit, or a touch, which then writes. From then on the
+    /// session's commits and touches keep its entry current.
+    ///
+    /// A session bound to another user before leaves that user's index.
+    pub fn bind_user(
+        &mut self,
+        lease: &mut Lease,
+        user: &UserId,
+        label: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        users::check_label(label)?;
+        let keys = self.user_keys(user);
+        if let Some(old) = lease.user.clone().filter(|old| *old != keys) {
+            self.drop_entries(&old, &[users::member(&lease.keys).to_owned()])?;
+        }
+        let meta = Meta::Bind {
+            created_ms: lease.created_ms(),
+            label,
+        };
+        let call = users::put(&keys, &lease.keys, ttl, meta);
+        let reply = self.link.run(slot(keys.tag()), Op::Script(&call))?.value;
+        users::parse_count("bind", &reply)?;
+        lease.bind(keys);
+        Ok(())
+    }
+
+    /// The live sessions of `user`: expired entries are dropped first, and
+    /// an entry whose session is gone (destroyed where its binding was not
+    /// known) is dropped rather than listed. `current` marks the caller's
+    /// own session. One round trip to the user's slot, then one per session
+    /// to check it still exists.
+    pub fn user_sessions(
+        &mut self,
+        user: &UserId,
+        current: Option<&SessionId>,
+    ) -> Result<Vec<UserSession>, Error> {
+        let keys = self.user_keys(user);
+        let prefix = self.config.settings.prefix.clone();
+        let reply = self
+            .link
+            .run(slot(keys.tag()), Op::Script(&users::list(&keys)))?
+            .value;
+        let mut live = Vec::new();
+        let mut stale = Vec::new();
+        for entry in users::parse_list(&reply)? {
+            let Some(session) = users::session_of(&prefix, &entry.member) else {
+                stale.push(entry.member);
+                continue;
+            };
+            let mut exists = redis::cmd("EXISTS");
+            exists.arg(session.data());
+            let reply = self.link.run(slot(session.tag()), Op::Cmd(&exists))?.value;
+            if steps::reply_as::<i64>("user sessions", reply)? > 0 {
+                live.push(entry);
+            } else {
+                stale.push(entry.member);
+            }
+        }
+        self.drop_entries(&keys, &stale)?;
+        let current = current.map(|id| self.keys(id));
+        Ok(users::listing(live, current.as_ref().map(users::member)))
+    }
+
+    /// Destroys every session of `user` except `except` (usually the
+    /// caller's own), whoever holds their locks: a request still running
+    /// on one of them has its write refused. Returns how many sessions were
+    /// destroyed. One round trip to the user's slot, one per session in its
+    /// own slot, and one to drop the entries.
+    pub fn logout_user(
+        &mut self,
+        user: &UserId,
+        except: Option<&SessionId>,
+    ) -> Result<usize, Error> {
+        let keys = self.user_keys(user);
+        let prefix = self.config.settings.prefix.clone();
+        let keep = except.map(|id| users::member(&self.keys(id)).to_owned());
+        let reply = self
+            .link
+            .run(slot(keys.tag()), Op::Script(&users::list(&keys)))?
+            .value;
+        let mut ended = Vec::new();
+        let mut destroyed = 0;
+        for entry in users::parse_list(&reply)? {
+            if keep.as_ref() == Some(&entry.member) {
+                continue;
+            }
+            if let Some(session) = users::session_of(&prefix, &entry.member) {
+                let s = &self.config.settings;
+                let call = users::logout(&session, steps::claim_window(s));
+                let wait = steps::replica_wait(s);
+                let ran = self.call(&session, &call, wait.as_ref())?;
+                steps::replicated(&self.config.settings, &session, &ran.value.1)?;
+                if users::parse_logout(&ran.value.0)? {
+                    destroyed += 1;
+                }
+            }
+            ended.push(entry.member);
+        }
+        self.drop_entries(&keys, &ended)?;
+        Ok(destroyed)
+    }
+
+    /// Renews a bound session's entry after its commit or touch.
+    fn renew_entry(&mut self, bound: &Bound, ttl: Duration) -> Result<(), Error> {
+        let meta = Meta::Renew {
+            created_ms: bound.created_ms,
+        };
+        let call = users::put(&bound.user, &bound.session, ttl, meta);
+        let renewed = self
+            .link
+            .run(slot(bound.user.tag()), Op::Script(&call))
+            .and_then(|ran| users::parse_count("renew", &ran.value));
+        renewed.map(drop).map_err(|cause| bound.not_renewed(cause))
+    }
+
+    fn drop_entries(&mut self, user: &UserKeys, members: &[String]) -> Result<(), Error> {
+        for batch in users::batches(members) {
+            let call = users::drop_entries(user, batch);
+            let reply = self.link.run(slot(user.tag()), Op::Script(&call))?.value;
+            users::parse_count("drop", &reply)?;
+        }
+        Ok(())
     }
 
     /// Runs a script on the session's node (with `then` pipelined after it).

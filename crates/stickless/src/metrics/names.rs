@@ -152,7 +152,9 @@ pub fn refusal_index(reason: LostReason) -> usize {
 pub fn error_kind(error: &Error) -> Option<&'static str> {
     Some(match error {
         Error::LockTimeout { .. } | Error::LockLost { .. } => return None,
-        Error::InvalidId(_) => "invalid_id",
+        // A user ID is refused before any step, as a session ID is.
+        Error::InvalidId(_) | Error::InvalidUser(_) => "invalid_id",
+        Error::IndexNotUpdated { cause, .. } => return error_kind(cause),
         Error::Config(_) => "config",
         Error::Unavailable { .. } => "unavailable",
         Error::TooManyWaiters { .. } => "too_many_waiters",

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use redis::Commands;
 use stickless::{
-    Committed, Config, CorruptKind, Envelope, Error, Lease, Loaded, LostReason, OpenMode, Opened,
-    SessionId, SessionKeys,
+    Committed, Config, CorruptKind, Envelope, Error, InvalidUser, Lease, Loaded, LostReason,
+    OpenMode, Opened, SessionId, SessionKeys, UserId,
 };
 use support::RedisServer;
 use support::cluster::RedisCluster;
@@ -133,6 +133,10 @@ fn assert_id_absent(con: &mut Client, id: &SessionId) {
             "list" => con.lrange(&key, 0, -1).expect("LRANGE"),
             "zset" => con.zrange(&key, 0, -1).expect("ZRANGE"),
             "set" => con.smembers(&key).expect("SMEMBERS"),
+            "hash" => {
+                let all: Vec<Vec<u8>> = con.hgetall(&key).expect("HGETALL");
+                all
+            }
             other => panic!("unexpected key type {other} for {key}"),
         };
         for v in values {
@@ -1240,6 +1244,151 @@ fn unix_socket_urls_reach_the_same_server() {
     assert!(unix.config().server.to_string().starts_with("unix://"));
 }
 
+
+// ---------------------------------------------------------------- sessions per user
+
+fn user(name: &str) -> UserId {
+    UserId::parse(name).expect("test user ID is valid")
+}
+
+/// Opens `id`, binds it to `who` with `label`, and commits `payload`.
+fn bound_session(store: &mut Store, id: &SessionId, who: &UserId, label: &str, ttl: Duration) {
+    let (mut lease, _, _) = lock(store, id);
+    store
+        .bind_user(&mut lease, who, Some(label), ttl)
+        .expect("bind succeeds");
+    store
+        .commit(lease, format!("device|s:{}:\"{label}\";", label.len()).into_bytes(), ttl)
+        .expect("commit succeeds");
+}
+
+fn user_logged_out_everywhere_but_here(server: &dyn Deployment) {
+    // "Log out everywhere": five devices of one user, another user beside
+    // them, and one of the five in the middle of a request.
+    let mut store = store(server, "");
+    let ann = user("ann@example.com");
+    let ids: Vec<SessionId> = (0..5).map(|i| sid(&format!("ann-{i}"))).collect();
+    for (i, id) in ids.iter().enumerate() {
+        bound_session(&mut store, id, &ann, &format!("device {i}"), TTL);
+    }
+    let bob_id = sid("bob");
+    bound_session(&mut store, &bob_id, &user("bob"), "phone", TTL);
+
+    let listed = store.user_sessions(&ann, Some(&ids[0])).unwrap();
+    assert_eq!(listed.len(), 5, "{listed:?}");
+    let mut labels: Vec<_> = listed.iter().filter_map(|s| s.label.clone()).collect();
+    labels.sort();
+    assert_eq!(labels, (0..5).map(|i| format!("device {i}")).collect::<Vec<_>>());
+    let current: Vec<_> = listed.iter().filter(|s| s.current).collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0].session, store.keys(&ids[0]).tag());
+    for s in &listed {
+        assert!(s.created_ms > 0 && s.last_seen_ms >= s.created_ms, "{s:?}");
+        assert!(s.expires_ms > s.last_seen_ms, "{s:?}");
+    }
+    // Neither the user ID nor a session ID reaches a key or a value.
+    let mut con = server.client();
+    for key in all_keys(&mut con) {
+        assert!(!key.contains("ann") && !key.contains("bob"), "{key}");
+    }
+    for id in &ids {
+        assert_id_absent(&mut con, id);
+    }
+
+    // A request on session 1 is still running when the user logs out.
+    let (in_flight, _, _) = lock(&mut store, &ids[1]);
+    assert_eq!(store.logout_user(&ann, Some(&ids[0])).unwrap(), 4);
+    match store.commit(in_flight, b"device|s:5:\"stale\";".to_vec(), TTL) {
+        Err(Error::LockLost { .. }) => {}
+        other => panic!("the in-flight write must be refused, got {other:?}"),
+    }
+    for id in &ids[1..] {
+        assert_eq!(store.load(id).unwrap(), Loaded::Empty, "logged out");
+    }
+    assert_eq!(stored(&mut store, &ids[0]).payload, b"device|s:8:\"device 0\";");
+    let left = store.user_sessions(&ann, Some(&ids[0])).unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].current);
+    assert_eq!(store.user_sessions(&user("bob"), None).unwrap().len(), 1);
+    // Nobody left to log out: nothing is destroyed twice.
+    assert_eq!(store.logout_user(&ann, Some(&ids[0])).unwrap(), 0);
+}
+
+fn bound_session_keeps_its_entry_current(server: &dyn Deployment) {
+    let mut store = store(server, "");
+    let ann = user("ann");
+    let id = sid("keeps-current");
+    // Bound, then only touched: the touch writes the binding.
+    let (mut lease, _, _) = lock(&mut store, &id);
+    store.bind_user(&mut lease, &ann, None, TTL).unwrap();
+    assert!(lease.needs_write());
+    store.touch(lease, TTL).unwrap();
+    let first = store.user_sessions(&ann, None).unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].label, None);
+
+    let (lease, _, _) = lock(&mut store, &id);
+    assert!(lease.is_bound() && !lease.needs_write(), "read back bound");
+    thread::sleep(Duration::from_millis(5));
+    store.touch(lease, TTL * 2).unwrap();
+    let second = store.user_sessions(&ann, None).unwrap();
+    assert!(second[0].last_seen_ms > first[0].last_seen_ms, "{second:?}");
+    assert!(second[0].expires_ms >= first[0].expires_ms + TTL.as_millis() as u64 - 100);
+    let user_keys = store.user_keys(&ann);
+    let mut con = server.client();
+    assert!(pttl(&mut con, &user_keys.sessions()) > TTL.as_millis() as i64);
+
+    // Destroyed with its lease: it leaves the index, whose keys go with
+    // their last entry.
+    let (lease, _, _) = lock(&mut store, &id);
+    store.destroy(&id, Some(lease)).unwrap();
+    assert!(store.user_sessions(&ann, None).unwrap().is_empty());
+    assert_eq!(all_keys(&mut con), Vec::<String>::new());
+}
+
+fn user_index_expires_with_its_sessions(server: &dyn Deployment) {
+    let mut store = store(server, "");
+    let ann = user("ann");
+    let short = Duration::from_millis(300);
+    for i in 0..3 {
+        bound_session(&mut store, &sid(&format!("short-{i}")), &ann, "laptop", short);
+    }
+    // A session destroyed where its binding was unknown leaves an entry
+    // that must not be listed.
+    let gone = sid("destroyed-blind");
+    bound_session(&mut store, &gone, &ann, "tablet", TTL);
+    store.destroy(&gone, None).unwrap();
+    assert_eq!(store.user_sessions(&ann, None).unwrap().len(), 3);
+
+    let mut con = server.client();
+    wait_until("the sessions and their index expire", Duration::from_secs(5), || {
+        all_keys(&mut con).is_empty()
+    });
+    assert!(store.user_sessions(&ann, None).unwrap().is_empty());
+    assert_eq!(store.logout_user(&ann, None).unwrap(), 0);
+    assert!(all_keys(&mut con).is_empty(), "listing leaves nothing behind");
+}
+
+fn bad_user_ids_and_labels_are_refused_before_any_io(server: &dyn Deployment) {
+    assert_eq!(UserId::parse(""), Err(InvalidUser::Empty));
+    assert!(matches!(
+        UserId::parse(&"u".repeat(stickless::MAX_USER_ID_LEN + 1)),
+        Err(InvalidUser::TooLong { .. })
+    ));
+    let mut store = store(server, "");
+    let id = sid("bad-label");
+    let (mut lease, _, _) = lock(&mut store, &id);
+    let label = "l".repeat(stickless::MAX_LABEL_LEN + 1);
+    match store.bind_user(&mut lease, &user("ann"), Some(&label), TTL) {
+        Err(Error::InvalidUser(InvalidUser::LabelTooLong { .. })) => {}
+        other => panic!("expected a refused label, got {other:?}"),
+    }
+    assert!(!lease.is_bound());
+    store.release(lease).unwrap();
+    let mut con = server.client();
+    assert!(all_keys(&mut con).is_empty(), "nothing was written");
+}
+
 // ---------------------------------------------------------------- every topology
 
 /// Runs each behaviour test above on a standalone server, a 3+3 cluster and
@@ -1289,4 +1438,8 @@ on_every_topology!(
     request_that_timed_out_on_a_hung_server_leaves_no_lock_behind,
     orphaned_lock_is_cleared_in_the_background_once_its_node_answers,
     waiters_beyond_max_waiters_are_refused_at_once,
+    user_logged_out_everywhere_but_here,
+    bound_session_keeps_its_entry_current,
+    user_index_expires_with_its_sessions,
+    bad_user_ids_and_labels_are_refused_before_any_io,
 );

@@ -6,7 +6,7 @@ use std::time::Duration;
 use stickless::php::SerializeHandler;
 use stickless::{
     Committed, Config, Error, Lease, Loaded, MergeBase, MergeOpened, Merged, OpenMode, Opened,
-    SessionId, SessionKeys, aio,
+    SessionId, SessionKeys, UserId, UserKeys, UserSession, aio,
 };
 
 pub struct Store {
@@ -107,5 +107,37 @@ impl Store {
     ) -> Result<Merged, Error> {
         self.runtime
             .block_on(self.store.commit_merge(base, payload, ttl))
+    }
+
+    pub fn user_keys(&self, user: &UserId) -> UserKeys {
+        self.store.user_keys(user)
+    }
+
+    pub fn bind_user(
+        &mut self,
+        lease: &mut Lease,
+        user: &UserId,
+        label: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        self.runtime
+            .block_on(self.store.bind_user(lease, user, label, ttl))
+    }
+
+    pub fn user_sessions(
+        &mut self,
+        user: &UserId,
+        current: Option<&SessionId>,
+    ) -> Result<Vec<UserSession>, Error> {
+        self.runtime
+            .block_on(self.store.user_sessions(user, current))
+    }
+
+    pub fn logout_user(
+        &mut self,
+        user: &UserId,
+        except: Option<&SessionId>,
+    ) -> Result<usize, Error> {
+        self.runtime.block_on(self.store.logout_user(user, except))
     }
 }
