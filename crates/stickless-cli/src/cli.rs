@@ -32,8 +32,7 @@ pub struct Global {
     pub json: bool,
 }
 
-/// The commands. `logout-user` (the per-user index) belongs here too once
-/// the core has it: a variant and a module under `commands/`.
+/// The commands: each is a variant and a module under `commands/`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Where a session lives, its metadata, lock state and contents.
@@ -48,6 +47,10 @@ pub enum Command {
     Check,
     /// Move every phpredis or Symfony session into stickless's format.
     Import(ImportArgs),
+    /// List a user's live sessions (those bound with Stickless\bind_user()).
+    UserSessions(UserArgs),
+    /// Destroy every session of a user ("log out everywhere").
+    LogoutUser(LogoutArgs),
 }
 
 /// `import`.
@@ -69,6 +72,23 @@ pub struct ImportArgs {
 fn parse_legacy(s: &str) -> Result<stickless::legacy::Legacy, String> {
     stickless::legacy::Legacy::parse(s)
         .ok_or_else(|| format!("`{s}` is not phpredis[:<prefix>] or symfony[:<prefix>]"))
+}
+
+/// A user, by the ID the application bound its sessions to.
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    /// The user ID, exactly as passed to Stickless\bind_user().
+    pub user_id: String,
+}
+
+/// `logout-user`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    #[command(flatten)]
+    pub user: UserArgs,
+    /// Keep this session (its ID, as in the session cookie).
+    #[arg(long, value_name = "SESSION_ID")]
+    pub except: Option<String>,
 }
 
 /// A session, named by its ID (the session cookie's value).

@@ -147,6 +147,15 @@ pub enum CliError {
     Problems(usize),
 
     /// Writing the output failed (other than a closed pipe).
+    /// A user ID the index refuses.
+    #[error("invalid user ID: {0}")]
+    User(#[from] stickless::InvalidUser),
+
+    /// A step of the session store failed (sessions per user go through
+    /// the same driver as requests: routing, retries and budgets).
+    #[error("{0}")]
+    Store(#[from] stickless::Error),
+
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }

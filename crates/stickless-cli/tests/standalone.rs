@@ -363,6 +363,13 @@ fn check_passes_a_healthy_server_and_names_what_is_wrong() {
         .arg("+zscore")
         .arg("+sadd")
         .arg("+sismember")
+        .arg("+zrange")
+        .arg("+zrangebyscore")
+        .arg("+hset")
+        .arg("+hsetnx")
+        .arg("+hget")
+        .arg("+hdel")
+        .arg("+pexpireat")
         .arg("+getrange")
         .arg("+exists")
         .arg("+time")
@@ -591,4 +598,60 @@ fn import_moves_ten_thousand_phpredis_sessions_once() {
     assert!(err.contains("compat"), "{err}");
     let err = stickless(&url, &["import", "--from", "memcached"]);
     assert_eq!(err.code, Some(2), "{}", err.stderr);
+#[test]
+fn user_sessions_lists_and_logout_user_ends_a_users_sessions() {
+    let server = RedisServer::start();
+    let url = url(&server);
+    let mut s = store(&url);
+    let ann = stickless::UserId::parse("ann@example.com").unwrap();
+    let ttl = Duration::from_secs(1440);
+    for n in 0..3 {
+        let mut lease = hold(&mut s, &sid(n));
+        s.bind_user(&mut lease, &ann, Some(&format!("device {n}")), ttl)
+            .unwrap();
+        s.commit(lease, b"n|i:1;".to_vec(), ttl).unwrap();
+    }
+
+    let doc = stickless(&url, &["--json", "user-sessions", "ann@example.com"]).json();
+    let listed = doc["sessions"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{doc}");
+    assert!(listed.iter().any(|r| r["label"] == "device 2"), "{doc}");
+    assert!(!doc.to_string().contains(&sid(0)), "a session ID in {doc}");
+    let text = stickless(&url, &["user-sessions", "ann@example.com"]).ok();
+    assert!(
+        text.contains("device 1") && text.contains("last seen"),
+        "{text}"
+    );
+
+    let doc = stickless(
+        &url,
+        &[
+            "--json",
+            "logout-user",
+            "ann@example.com",
+            "--except",
+            &sid(0),
+        ],
+    )
+    .json();
+    assert_eq!(doc["destroyed"], 2, "{doc}");
+    let id = |n| SessionId::parse(&sid(n)).unwrap();
+    assert!(matches!(s.load(&id(1)).unwrap(), stickless::Loaded::Empty));
+    assert!(matches!(
+        s.load(&id(0)).unwrap(),
+        stickless::Loaded::Data(_)
+    ));
+    let text = stickless(&url, &["logout-user", "ann@example.com"]).ok();
+    assert!(text.contains("destroyed 1 session(s)"), "{text}");
+    let text = stickless(&url, &["user-sessions", "ann@example.com"]).ok();
+    assert!(text.contains("no live sessions"), "{text}");
+
+    // Bad input: a clear message and exit status 1, never a panic.
+    let err = stickless(&url, &["logout-user", ""]).failed();
+    assert!(err.contains("user ID is empty"), "{err}");
+    let err = stickless(&url, &["logout-user", "ann", "--except", "bad id!"]).failed();
+    assert!(err.contains("invalid session ID"), "{err}");
+    let down = "redis://127.0.0.1:1/0?connect_timeout_ms=200";
+    let err = stickless(down, &["user-sessions", "ann"]).failed();
+    assert!(err.contains("127.0.0.1:1"), "{err}");
 }

@@ -235,6 +235,27 @@ fn acl_case(deployment: &dyn Deployment, url_for: impl Fn(&str) -> String) {
         std::thread::sleep(Duration::from_millis(5));
     }
 
+    // Sessions per user: bind, renew, list, log out, and a destroy that
+    // drops its entry, each script under the documented grants.
+    let user = stickless::UserId::parse("ann").unwrap();
+    for n in [6, 7] {
+        let Opened::Locked { mut lease, .. } =
+            store.lock(&sid(n), OpenMode::CreateIfMissing).unwrap()
+        else {
+            panic!("free lock")
+        };
+        store.bind_user(&mut lease, &user, Some("acl"), TTL).unwrap();
+        store.touch(lease, TTL).unwrap();
+    }
+    assert_eq!(store.user_sessions(&user, Some(&sid(6))).unwrap().len(), 2);
+    assert_eq!(store.logout_user(&user, Some(&sid(6))).unwrap(), 1);
+    let Opened::Locked { lease, .. } = store.lock(&sid(6), OpenMode::CreateIfMissing).unwrap()
+    else {
+        panic!("free lock")
+    };
+    store.destroy(&sid(6), Some(lease)).unwrap();
+    assert!(store.user_sessions(&user, None).unwrap().is_empty());
+
     let mut bad = Store::new(Config::parse(&url_for("app:wrong-password-9")).unwrap());
     let cause = unavailable_cause(increment(&mut bad, &sid(3)));
     assert!(!cause.contains("wrong-password-9"), "secret in {cause}");

@@ -43,6 +43,14 @@ pub const COMMANDS: &[(&str, Needed)] = &[
     ("zscore", Needed::Always),
     ("sadd", Needed::Always),
     ("sismember", Needed::Always),
+    // The user index (sessions per user).
+    ("zrange", Needed::Always),
+    ("zrangebyscore", Needed::Always),
+    ("hset", Needed::Always),
+    ("hsetnx", Needed::Always),
+    ("hget", Needed::Always),
+    ("hdel", Needed::Always),
+    ("pexpireat", Needed::Always),
     ("getrange", Needed::Always),
     ("exists", Needed::Always),
     ("time", Needed::Always),
@@ -108,10 +116,11 @@ pub fn probe(
 
 /// The probe commands, in order, each with the ACL name it exercises.
 fn probes(probe: &str, db: i64, needed: impl Fn(Needed) -> bool) -> Vec<(&'static str, Cmd)> {
-    let (list, zset, set) = (
+    let (list, zset, set, hash) = (
         format!("{probe}:l"),
         format!("{probe}:z"),
         format!("{probe}:s"),
+        format!("{probe}:h"),
     );
     let script = redis::Script::new(PROBE_SCRIPT);
     let cmd = |name: &str| redis::cmd(name);
@@ -145,7 +154,23 @@ fn probes(probe: &str, db: i64, needed: impl Fn(Needed) -> bool) -> Vec<(&'stati
                 .arg(0)
                 .clone(),
         ),
+        ("zrange", cmd("ZRANGE").arg(&zset).arg(0).arg(-1).clone()),
+        (
+            "zrangebyscore",
+            cmd("ZRANGEBYSCORE").arg(&zset).arg("-inf").arg(0).clone(),
+        ),
         ("zrem", cmd("ZREM").arg(&zset).arg("a").clone()),
+        ("hset", cmd("HSET").arg(&hash).arg("a").arg(1).clone()),
+        (
+            "pexpireat",
+            cmd("PEXPIREAT")
+                .arg(&hash)
+                .arg(4_102_444_800_000_u64)
+                .clone(),
+        ),
+        ("hsetnx", cmd("HSETNX").arg(&hash).arg("b").arg(1).clone()),
+        ("hget", cmd("HGET").arg(&hash).arg("a").clone()),
+        ("hdel", cmd("HDEL").arg(&hash).arg("a").clone()),
         ("sadd", cmd("SADD").arg(&set).arg("a").clone()),
         ("pexpire", cmd("PEXPIRE").arg(&set).arg(10_000).clone()),
         ("sismember", cmd("SISMEMBER").arg(&set).arg("a").clone()),
@@ -177,6 +202,7 @@ fn probes(probe: &str, db: i64, needed: impl Fn(Needed) -> bool) -> Vec<(&'stati
                 .arg(&list)
                 .arg(&zset)
                 .arg(&set)
+                .arg(&hash)
                 .clone(),
         ),
     ]);

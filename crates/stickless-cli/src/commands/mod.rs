@@ -1,13 +1,11 @@
 //! One module per command. A command gets the parsed URL and its own
 //! arguments, and returns an error for `main` to print.
-//!
-//! `logout-user` is a further variant of `cli::Command` and a module here,
-//! when the core offers the per-user index.
 
 mod delete;
 mod import;
 mod show;
 mod unlock;
+mod users;
 
 use stickless::Config;
 
@@ -29,5 +27,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Stats(args) => crate::stats::run(config, &args, out),
         Command::Check => crate::check::run(config, out),
         Command::Import(args) => import::run(config, &args, out),
+        Command::UserSessions(args) => users::list(config, &args.user_id, out),
+        Command::LogoutUser(args) => {
+            users::logout(config, &args.user.user_id, args.except.as_deref(), out)
+        }
     }
 }
