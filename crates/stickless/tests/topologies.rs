@@ -244,7 +244,9 @@ fn acl_case(deployment: &dyn Deployment, url_for: impl Fn(&str) -> String) {
         else {
             panic!("free lock")
         };
-        store.bind_user(&mut lease, &user, Some("acl"), TTL).unwrap();
+        store
+            .bind_user(&mut lease, &user, Some("acl"), TTL)
+            .unwrap();
         store.touch(lease, TTL).unwrap();
     }
     assert_eq!(store.user_sessions(&user, Some(&sid(6))).unwrap().len(), 2);
