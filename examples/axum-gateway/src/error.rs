@@ -135,6 +135,19 @@ fn store_reply(e: &Error) -> Reply {
             "session_lock_lost",
             "the session changed under this request; nothing was saved, try again",
         ),
+        // The gateway binds no sessions to users; a caller that does
+        // passes its own IDs, so a refused one is a bad request.
+        Error::InvalidUser(_) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_user",
+            "the user ID is empty or too long",
+        ),
+        // Saved, but the user's index could not be renewed.
+        Error::IndexNotUpdated { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the session was saved but its user's index was not updated",
+        ),
         Error::DestroyLocked { .. } => (
             StatusCode::CONFLICT,
             "session_busy",
