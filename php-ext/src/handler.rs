@@ -237,11 +237,11 @@ impl Handler {
                     return Ok(false);
                 }
                 let seen = base.payload().to_vec();
-                self.active = Active::Merging {
+                self.set(Active::Merging {
                     id: id.clone(),
                     base,
                     seen,
-                };
+                });
                 Ok(true)
             }
             MergeOpened::Locked { opened, .. } => self.opened(id, opened),
