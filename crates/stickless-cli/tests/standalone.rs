@@ -598,6 +598,8 @@ fn import_moves_ten_thousand_phpredis_sessions_once() {
     assert!(err.contains("compat"), "{err}");
     let err = stickless(&url, &["import", "--from", "memcached"]);
     assert_eq!(err.code, Some(2), "{}", err.stderr);
+}
+
 #[test]
 fn user_sessions_lists_and_logout_user_ends_a_users_sessions() {
     let server = RedisServer::start();
