@@ -585,9 +585,26 @@ fn import_moves_ten_thousand_phpredis_sessions_once() {
             .unwrap();
         assert_eq!(old, None, "the old key of {i} is gone");
     }
+    // An import stopped between the native write and the delete: the old
+    // key is left under the marker, and the next run deletes it.
+    let _: () = redis::pipe()
+        .cmd("SET")
+        .arg(format!("PHPREDIS_SESSION:{}", sid(7)))
+        .arg("n|i:0;")
+        .ignore()
+        .cmd("SET")
+        .arg(format!("PHPREDIS_SESSION:{}_LOCK", sid(7)))
+        .arg(stickless::legacy::MOVED)
+        .ignore()
+        .query(&mut con)
+        .unwrap();
     let text = stickless(&url, &["import", "--from", "phpredis:PHPREDIS_SESSION:"]).ok();
     assert!(
         text.contains("imported") && text.contains("skipped"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cleaned") && text.contains(" 1 old key"),
         "{text}"
     );
     let err = stickless(

@@ -175,11 +175,16 @@ impl Store {
         id: &SessionId,
         compat: &Legacy,
     ) -> Result<Option<Loaded>, Error> {
-        let key = compat.data_key(id);
-        let mut get = redis::cmd("GET");
-        get.arg(&key);
-        let reply = self.link.run(slot(&key), Op::Cmd(&get))?.value;
-        let stored: Option<Vec<u8>> = steps::reply_as("load", reply)?;
+        let keys = compat.keys(&self.config.settings.prefix, id);
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(keys.data()).cmd("GET").arg(keys.lock());
+        let reply = self.link.run(slot(&keys.data()), Op::Pipe(&pipe))?.value;
+        let (stored, owner): (Option<Vec<u8>>, Option<Vec<u8>>) = steps::reply_as("load", reply)?;
+        // Under the marker an old value left by an interrupted import is
+        // stale: the session lives natively.
+        if owner.as_deref() == Some(legacy::MOVED.as_bytes()) {
+            return Ok(None);
+        }
         Ok(stored.map(|bytes| raw_loaded(Some(bytes))))
     }
 

@@ -380,6 +380,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn compat_refuses_what_phpredis_pods_could_not_read() {
+        for (query, says) in [
+            ("compat=phpredis&compression=zstd", "compression=none"),
+            (
+                "compat=phpredis&encryption_keys=k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                "encryption_keys",
+            ),
+            ("compat=phpredis&import=phpredis", "cannot be used together"),
+            ("compat=memcached", "phpredis"),
+            ("import=files", "symfony"),
+        ] {
+            let err = Config::parse(&format!("redis://127.0.0.1:1/0?{query}"))
+                .expect_err(query)
+                .to_string();
+            assert!(err.contains(says), "{query}: {err}");
+        }
+        let err = Config::parse("redis+cluster://127.0.0.1:1?compat=phpredis")
+            .expect_err("cluster")
+            .to_string();
+        assert!(err.contains("import=phpredis"), "{err}");
+        let c = Config::parse("redis+cluster://127.0.0.1:1?import=phpredis:app_").unwrap();
+        let import = c.settings.import.expect("import");
+        assert_eq!(import.prefix, "app_");
+        let c = Config::parse("redis://h?compat=phpredis").unwrap();
+        assert_eq!(
+            c.settings.compat.expect("compat").prefix,
+            "PHPREDIS_SESSION:"
+        );
+    }
+
+    #[test]
     fn parses_tcp_with_everything() {
         let c = Config::parse(
             "rediss://app%40x:p%40ss@redis.local:7000/3?prefix=a:&lock_ttl_ms=9000&on_lock_timeout=readonly",
