@@ -127,6 +127,17 @@ fn each_request_kind_costs_its_documented_round_trips() {
     ] {
         mon.request(&url, &[], &code);
     }
+    // And the user index's scripts: bind, renew, list, drop, logout.
+    let warm = session(&mut mon, &url);
+    for code in [
+        format!("{} Stickless\\bind_user('warm');", start(&warm)),
+        start(&warm),
+        format!("{} session_destroy();", start(&warm)),
+        "Stickless\\user_sessions('warm'); Stickless\\logout_user('warm');".to_owned(),
+    ] {
+        mon.request(&url, &[], &code);
+    }
+    let bound = session(&mut mon, &url);
 
     let sid = session(&mut mon, &url);
     // The lock is taken with a plain SET NX pipelined with the GET of the
@@ -209,6 +220,47 @@ fn each_request_kind_costs_its_documented_round_trips() {
             start(&sid),
             &["\"GETEX\""],
             1,
+        ),
+        (
+            "bind_user: one script in the user's slot; the binding is written at the end",
+            &[],
+            format!("{} Stickless\\bind_user('ann', 'laptop');", start(&bound)),
+            &[
+                "\"SET\"",
+                "\"GET\"",
+                "\"EVALSHA\"",
+                "\"EVALSHA\"",
+                "\"EVALSHA\"",
+            ],
+            4,
+        ),
+        (
+            "bound session, changed data: + one to renew its index entry",
+            &[],
+            format!("{} $_SESSION['n'] = 2;", start(&bound)),
+            &["\"SET\"", "\"GET\"", "\"EVALSHA\"", "\"EVALSHA\""],
+            3,
+        ),
+        (
+            "bound session, unchanged data: touch, + one to renew its index entry",
+            &[],
+            start(&bound),
+            &["\"SET\"", "\"GET\"", "\"EVALSHA\"", "\"EVALSHA\""],
+            3,
+        ),
+        (
+            "user_sessions with one session: the index, then EXISTS per session",
+            &[],
+            "Stickless\\user_sessions('ann');".to_owned(),
+            &["\"EVALSHA\"", "\"EXISTS\""],
+            2,
+        ),
+        (
+            "bound session destroyed: + one to drop its index entry",
+            &[],
+            format!("{} session_destroy();", start(&bound)),
+            &["\"SET\"", "\"GET\"", "\"EVALSHA\"", "\"EVALSHA\""],
+            3,
         ),
         (
             "session_destroy costs one",

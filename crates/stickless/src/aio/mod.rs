@@ -524,6 +524,19 @@ impl Store {
         label: Option<&str>,
         ttl: Duration,
     ) -> Result<(), Error> {
+        let probe = Probe::start(Step::User);
+        let result = self.bind_step(lease, user, label, ttl).await;
+        probe.finished(&result, self.unreported());
+        result
+    }
+
+    async fn bind_step(
+        &self,
+        lease: &mut Lease,
+        user: &UserId,
+        label: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
         users::check_label(label)?;
         let keys = self.user_keys(user);
         if let Some(old) = lease.user.clone().filter(|old| *old != keys) {
@@ -544,6 +557,17 @@ impl Store {
     /// The live sessions of `user`, as [`crate::Store::user_sessions`]
     /// lists them.
     pub async fn user_sessions(
+        &self,
+        user: &UserId,
+        current: Option<&SessionId>,
+    ) -> Result<Vec<UserSession>, Error> {
+        let probe = Probe::start(Step::User);
+        let result = self.user_sessions_step(user, current).await;
+        probe.finished(&result, self.unreported());
+        result
+    }
+
+    async fn user_sessions_step(
         &self,
         user: &UserId,
         current: Option<&SessionId>,
@@ -586,6 +610,13 @@ impl Store {
         user: &UserId,
         except: Option<&SessionId>,
     ) -> Result<usize, Error> {
+        let probe = Probe::start(Step::User);
+        let result = self.logout_step(user, except).await;
+        probe.finished(&result, self.unreported());
+        result
+    }
+
+    async fn logout_step(&self, user: &UserId, except: Option<&SessionId>) -> Result<usize, Error> {
         let keys = self.user_keys(user);
         let s = &self.inner.config.settings;
         let keep = except.map(|id| users::member(&self.keys(id)).to_owned());

@@ -460,6 +460,19 @@ impl Store {
         label: Option<&str>,
         ttl: Duration,
     ) -> Result<(), Error> {
+        let probe = Probe::start(Step::User);
+        let result = self.bind_step(lease, user, label, ttl);
+        probe.finished(&result, self.unreported());
+        result
+    }
+
+    fn bind_step(
+        &mut self,
+        lease: &mut Lease,
+        user: &UserId,
+        label: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
         users::check_label(label)?;
         let keys = self.user_keys(user);
         if let Some(old) = lease.user.clone().filter(|old| *old != keys) {
@@ -482,6 +495,17 @@ impl Store {
     /// own session. One round trip to the user's slot, then one per session
     /// to check it still exists.
     pub fn user_sessions(
+        &mut self,
+        user: &UserId,
+        current: Option<&SessionId>,
+    ) -> Result<Vec<UserSession>, Error> {
+        let probe = Probe::start(Step::User);
+        let result = self.user_sessions_step(user, current);
+        probe.finished(&result, self.unreported());
+        result
+    }
+
+    fn user_sessions_step(
         &mut self,
         user: &UserId,
         current: Option<&SessionId>,

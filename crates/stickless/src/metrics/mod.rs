@@ -116,6 +116,8 @@ pub enum Step {
     Create,
     /// A merge-mode write: compare-and-set, replayed on conflict.
     Merge,
+    /// The index of sessions per user: bind, list, log out.
+    User,
 }
 
 type Sink = fn(&Event);

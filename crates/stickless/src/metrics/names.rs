@@ -76,8 +76,8 @@ pub const ERROR_KINDS: [&str; 15] = [
 ];
 
 /// The `step` label of [`STEP`], in the order of [`Step::ALL`].
-pub const STEPS: [&str; 8] = [
-    "lock", "load", "commit", "touch", "release", "destroy", "create", "merge",
+pub const STEPS: [&str; 9] = [
+    "lock", "load", "commit", "touch", "release", "destroy", "create", "merge", "user",
 ];
 
 /// Upper bounds of [`LOCK_WAIT`]'s buckets, in seconds: from a hand-off
@@ -117,7 +117,7 @@ impl Outcome {
 
 impl Step {
     /// Every step, in label order.
-    pub const ALL: [Step; 8] = [
+    pub const ALL: [Step; 9] = [
         Self::Lock,
         Self::Load,
         Self::Commit,
@@ -126,6 +126,7 @@ impl Step {
         Self::Destroy,
         Self::Create,
         Self::Merge,
+        Self::User,
     ];
 
     /// Position in [`STEPS`].

@@ -128,6 +128,14 @@ impl Probe {
         self.finish(Duration::ZERO, round_trips);
     }
 
+    /// A step of the user index: only its failure, time and round trips.
+    pub(crate) fn finished<T>(self, result: &Result<T, Error>, round_trips: u64) {
+        if let Err(e) = result {
+            failed(e);
+        }
+        self.finish(Duration::ZERO, round_trips);
+    }
+
     /// A step with nothing to count but its failure: touch, release, and
     /// (`destroyed`) destroy and (`created`) create.
     pub(crate) fn done(self, result: &Result<(), Error>, round_trips: u64) {
