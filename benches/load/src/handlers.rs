@@ -15,6 +15,10 @@ pub struct Handler {
     /// healthz reports it: an ini file loading another build first would
     /// otherwise go unnoticed.
     pub module_version: Option<&'static str>,
+    /// `concurrency=merge`: parallel requests of one user run side by side,
+    /// so the correctness cases give each request in flight a key of its
+    /// own (a shared counter would be a conflict by design).
+    pub merge: bool,
 }
 
 /// phpredis 6.x as scripts/build-phpredis.sh builds it: the module, and
@@ -58,6 +62,7 @@ pub fn all(extension: &Path, phpredis6: &Phpredis6) -> Vec<Handler> {
         ],
         redis: true,
         module_version: None,
+        merge: false,
     };
     let phpredis6 = |name, defines: &str| {
         let mut h = phpredis(name, defines);
@@ -75,6 +80,10 @@ pub fn all(extension: &Path, phpredis6: &Phpredis6) -> Vec<Handler> {
             "&encryption_keys=bench:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
         ),
         stickless("stickless-zstd", "&compression=zstd"),
+        Handler {
+            merge: true,
+            ..stickless("stickless-merge", "&concurrency=merge")
+        },
         phpredis("phpredis-lock", "redis.session.locking_enabled=1"),
         phpredis6("phpredis62-lock", "redis.session.locking_enabled=1"),
         phpredis6(
@@ -87,12 +96,14 @@ pub fn all(extension: &Path, phpredis6: &Phpredis6) -> Vec<Handler> {
             env: vec![("SESSION_HANDLER", "memcached".into())],
             redis: false,
             module_version: None,
+            merge: false,
         },
         Handler {
             name: "files-per-pod",
             env: vec![("SESSION_HANDLER", "files".into())],
             redis: false,
             module_version: None,
+            merge: false,
         },
     ]
 }
@@ -117,6 +128,7 @@ fn stickless(extension: &Path, name: &'static str, query: &str) -> Handler {
         ],
         redis: true,
         module_version: None,
+        merge: false,
     }
 }
 

@@ -92,6 +92,8 @@ pub async fn throughput(
 /// Lost and duplicated updates when each user has several requests in flight.
 #[derive(Debug, Clone, Serialize)]
 pub struct Correctness {
+    /// `counter` or `slow`.
+    pub case: String,
     pub endpoint: String,
     pub clients: u32,
     pub increments_per_client: u32,
@@ -111,9 +113,12 @@ pub struct Correctness {
 }
 
 /// `clients` users each send `increments` requests to `path`, `in_flight`
-/// at a time on one cookie; then each reads its counter back.
+/// at a time on one cookie; then each reads its counter back. A `{lane}` in
+/// `path` becomes the number of the request's lane: each lane then counts
+/// in a key of its own, and the final count is their sum.
 pub async fn correctness(
     port: u16,
+    case: &str,
     path: &str,
     clients: u32,
     increments: u32,
@@ -128,6 +133,7 @@ pub async fn correctness(
         }));
     }
     let mut result = Correctness {
+        case: case.to_owned(),
         endpoint: path.to_owned(),
         clients,
         increments_per_client: increments,
@@ -164,9 +170,11 @@ struct User {
 }
 
 async fn user(port: u16, path: &str, increments: u32, in_flight: u32) -> Result<User> {
+    let per_lane = path.contains("{lane}");
+    let lane_path = |lane: u32| path.replace("{lane}", &lane.to_string());
     // The first request makes the session; it is not one of the increments.
     let mut first = Client::connect(port, None).await?;
-    let reply = first.get(path).await?;
+    let reply = first.get(&lane_path(0)).await?;
     let base = reply
         .body
         .get("n")
@@ -176,7 +184,7 @@ async fn user(port: u16, path: &str, increments: u32, in_flight: u32) -> Result<
     let started = Instant::now();
     let mut lanes = Vec::new();
     for lane in 0..in_flight {
-        let path = path.to_owned();
+        let path = lane_path(lane);
         let cookie = cookie.clone();
         let share = increments / in_flight + u32::from(lane < increments % in_flight);
         lanes.push(tokio::spawn(async move {
@@ -192,28 +200,39 @@ async fn user(port: u16, path: &str, increments: u32, in_flight: u32) -> Result<
                     _ => failed += 1,
                 }
             }
-            anyhow::Ok((seen, pods, failed))
+            // With a key per lane, values repeat across lanes by design.
+            let duplicates = if per_lane {
+                seen.sort_unstable();
+                let d = seen.windows(2).filter(|w| w[0] == w[1]).count() as u64;
+                seen.clear();
+                d
+            } else {
+                0
+            };
+            anyhow::Ok((seen, pods, failed, duplicates))
         }));
     }
     let mut seen = Vec::new();
     let mut pods: HashSet<String> = HashSet::from([reply.pod]);
     let mut failed = 0;
+    let mut duplicates = 0;
     for lane in lanes {
-        let (s, p, f) = lane.await??;
+        let (s, p, f, d) = lane.await??;
         seen.extend(s);
         pods.extend(p);
         failed += f;
+        duplicates += d;
     }
     let elapsed = started.elapsed();
     seen.sort_unstable();
-    let duplicates = seen.windows(2).filter(|w| w[0] == w[1]).count() as u64;
+    duplicates += seen.windows(2).filter(|w| w[0] == w[1]).count() as u64;
     // Read the counter back from the user's last-known session.
     let mut reader = Client::connect(port, cookie).await?;
     let final_count = reader
         .get("/bench/read.php")
         .await?
         .body
-        .get("n")
+        .get(if per_lane { "k" } else { "n" })
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(0)
         .saturating_sub(base);

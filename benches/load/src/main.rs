@@ -294,7 +294,7 @@ async fn run(args: &Args) -> Result<()> {
                 }
                 if i == 0 {
                     bar.set_message(format!("round {round}: {} correctness", handler.name));
-                    correctness(args, &stack, &scene.label, round, &mut report).await?;
+                    correctness(args, &stack, handler, &scene.label, round, &mut report).await?;
                     bar.inc(1);
                 }
                 drop(stack);
@@ -310,11 +310,12 @@ async fn run(args: &Args) -> Result<()> {
 async fn correctness(
     args: &Args,
     stack: &Stack,
+    handler: &Handler,
     label: &str,
     round: u32,
     report: &mut Report,
 ) -> Result<()> {
-    for (endpoint, users, hold) in [
+    for (case, users, hold) in [
         ("counter", args.users, None),
         (
             "slow",
@@ -322,15 +323,17 @@ async fn correctness(
             Some(Duration::from_millis(50)),
         ),
     ] {
-        let result = load::correctness(
-            stack.port,
-            &endpoint_path(endpoint),
-            users,
-            args.increments,
-            4,
-            hold,
-        )
-        .await?;
+        // Merge mode runs the user's requests side by side, each changing a
+        // key of its own (`{lane}`); the counter and the slow case differ
+        // only in the hold.
+        let path = if handler.merge {
+            let ms = hold.map_or(0, |h| h.as_millis());
+            format!("/bench/merge.php?ms={ms}&slot={{lane}}")
+        } else {
+            endpoint_path(case)
+        };
+        let result =
+            load::correctness(stack.port, case, &path, users, args.increments, 4, hold).await?;
         report.correctness.push(CorrectnessRun {
             handler: label.to_owned(),
             round,

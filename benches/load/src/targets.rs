@@ -206,7 +206,7 @@ pub fn correctness_markdown(runs: &[CorrectnessRun]) -> String {
     );
     let merged: Vec<f64> = ours
         .iter()
-        .filter(|c| c.handler == "stickless-merge" && c.result.endpoint == "slow")
+        .filter(|c| c.handler == "stickless-merge" && c.result.case == "slow")
         .filter(|c| c.result.in_flight == 4)
         .filter_map(|c| c.result.time_over_holds)
         .collect();
