@@ -461,6 +461,8 @@ impl Handler {
             Active::Locked {
                 id: held, lease, ..
             } if held == id => Some(lease),
+            // Nothing held: a merge read takes no lock.
+            Active::Merging { id: held, .. } if held == id => None,
             other => {
                 self.set(other);
                 None

@@ -140,6 +140,7 @@ fn each_request_kind_costs_its_documented_round_trips() {
     let bound = session(&mut mon, &url);
 
     let sid = session(&mut mon, &url);
+    let sid2 = session(&mut mon, &url);
     // The lock is taken with a plain SET NX pipelined with the GET of the
     // data (one round trip, no script); the write is one script.
     const LOCKED: &[&str] = &["\"SET\"", "\"GET\"", "\"EVALSHA\""];
@@ -267,6 +268,13 @@ fn each_request_kind_costs_its_documented_round_trips() {
             &[],
             format!("{} session_destroy();", start(&sid)),
             LOCKED,
+            2,
+        ),
+        (
+            "merge mode, session_destroy: GETEX, then DESTROY (no lock to hand back)",
+            &[],
+            format!("{} session_destroy();", merge(&sid2)),
+            &["\"GETEX\"", "\"EVALSHA\""],
             2,
         ),
     ];
