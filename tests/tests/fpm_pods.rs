@@ -99,6 +99,7 @@ fn four_parallel_merge_requests_of_one_user_take_one_hold_and_lose_nothing() {
     assert!(replies.iter().all(|(s, _)| *s == 200), "{replies:?}");
 
     let hold = Duration::from_millis(HOLD);
+    println!("four {HOLD} ms requests: merge mode {merged:?}, lock mode {locked:?}");
     assert!(
         merged < hold * 5 / 2,
         "merge mode: {merged:?} for four parallel {HOLD} ms holds (lock mode: {locked:?})"

@@ -209,6 +209,13 @@ fn each_request_kind_costs_its_documented_round_trips() {
             1,
         ),
         (
+            "merge mode with serialize_handler=php_binary, which the codec does not read: the lock",
+            &["session.serialize_handler=php_binary"],
+            "session_start(['stickless_concurrency' => 'merge']); $_SESSION['a'] = 1;".to_owned(),
+            LOCKED,
+            2,
+        ),
+        (
             "merge mode for the site (stickless.concurrency), unchanged data",
             &["stickless.concurrency=merge"],
             start(&sid),
