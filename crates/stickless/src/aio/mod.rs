@@ -582,8 +582,10 @@ impl Store {
                 stale.push(entry.member);
                 continue;
             };
+            // Its lock counts too: a session bound by a request whose first
+            // write is still in flight has nothing stored yet.
             let mut exists = redis::cmd("EXISTS");
-            exists.arg(session.data());
+            exists.arg(session.data()).arg(session.lock());
             let reply = self
                 .run(
                     slot(session.tag()),

@@ -523,8 +523,10 @@ impl Store {
                 stale.push(entry.member);
                 continue;
             };
+            // Its lock counts too: a session bound by a request whose first
+            // write is still in flight has nothing stored yet.
             let mut exists = redis::cmd("EXISTS");
-            exists.arg(session.data());
+            exists.arg(session.data()).arg(session.lock());
             let reply = self.link.run(slot(session.tag()), Op::Cmd(&exists))?.value;
             if steps::reply_as::<i64>("user sessions", reply)? > 0 {
                 live.push(entry);
