@@ -113,3 +113,34 @@ fn import_walks_every_primary_and_moves_each_session_across_slots() {
         "old keys left"
     );
 }
+
+#[test]
+fn logout_user_ends_a_users_sessions_on_every_primary() {
+    let c = RedisCluster::start();
+    let url = format!("{}?prefix=cli:", c.url());
+    let mut s = store(&url);
+    let user = stickless::UserId::parse("ann").unwrap();
+    let ttl = std::time::Duration::from_secs(1440);
+    // Enough sessions that their slots fall on every primary.
+    let mut primaries = std::collections::BTreeSet::new();
+    for n in 0..12 {
+        let id = SessionId::parse(&sid(n)).unwrap();
+        let keys = SessionKeys::derive("cli:", &id);
+        primaries.insert(c.primary_index(cluster::slot(&keys.data())));
+        let Ok(stickless::Opened::Locked { mut lease, .. }) =
+            s.lock(&id, stickless::OpenMode::CreateIfMissing)
+        else {
+            panic!("free lock")
+        };
+        s.bind_user(&mut lease, &user, Some("phone"), ttl).unwrap();
+        s.commit(lease, b"n|i:1;".to_vec(), ttl).unwrap();
+    }
+    assert_eq!(primaries.len(), 3, "the sessions span every primary");
+
+    let doc = stickless(&url, &["--json", "user-sessions", "ann"]).json();
+    assert_eq!(doc["sessions"].as_array().map(Vec::len), Some(12), "{doc}");
+    let doc = stickless(&url, &["--json", "logout-user", "ann", "--except", &sid(0)]).json();
+    assert_eq!(doc["destroyed"], 11, "{doc}");
+    let doc = stickless(&url, &["--json", "stats"]).json();
+    assert_eq!(doc["sessions"], 1, "{doc}");
+}
