@@ -112,6 +112,31 @@ mod merge_mode {
     }
 
     #[test]
+    fn a_lapsed_lock_holder_does_not_overwrite_a_merge_write_and_hears_why() {
+        // The holder's renewals could not reach Redis for a whole lease (the
+        // lock key is gone): merge writes go in again, and the holder's
+        // commit must not silently put its older view back.
+        let server = RedisServer::start();
+        let mut holder = store(&server, "");
+        let id = seeded(&mut holder, "merge-lapsed", "a|i:0;b|i:0;");
+        let (lease, _, _) = lock(&mut holder, &id);
+        let mut redis = server.client();
+        let _: () = redis.del(holder.keys(&id).lock()).expect("DEL");
+        let mut merger = store(&server, "");
+        let base = open(&mut merger, &id);
+        let done = write(&mut merger, base, "a|i:0;b|i:1;");
+        assert!(done.written && !done.replayed, "{done:?}");
+        match holder.commit(lease, b"a|i:1;b|i:0;".to_vec(), TTL) {
+            Err(Error::LockLost {
+                reason: LostReason::Changed,
+                ..
+            }) => {}
+            other => panic!("expected the lapsed write refused, got {other:?}"),
+        }
+        assert_eq!(payload(&mut holder, &id), "a|i:0;b|i:1;");
+    }
+
+    #[test]
     fn sessions_holding_references_take_the_lock() {
         let server = RedisServer::start();
         let mut store = store(&server, "");
