@@ -512,7 +512,7 @@ fn phpredis_sessions(server: &RedisServer, n: usize) {
             pipe.cmd("SETEX")
                 .arg(format!("PHPREDIS_SESSION:{}", sid(*i)))
                 .arg(1440)
-                .arg(format!("user|s:4:\"u{i:03}\";n|i:{i};"))
+                .arg(format!("user|s:5:\"u{i:04}\";n|i:{i};"))
                 .ignore();
         }
         let _: () = pipe.query(&mut con).expect("SETEX");
@@ -541,22 +541,38 @@ fn import_moves_ten_thousand_phpredis_sessions_once() {
         .query(&mut con)
         .unwrap();
 
+    // One over the importer's max_size.
+    let big = format!("big|s:2000:\"{}\";", "x".repeat(2000));
+    let _: () = redis::cmd("SETEX")
+        .arg(format!("PHPREDIS_SESSION:{}", sid(10_000)))
+        .arg(1440)
+        .arg(&big)
+        .query(&mut con)
+        .unwrap();
+
     let dry = stickless(
         &url,
         &["--json", "import", "--from", "phpredis", "--dry-run"],
     );
     let dry = dry.json();
-    assert_eq!(dry["imported"], 10_000, "{dry}");
+    assert_eq!(dry["imported"], 10_001, "{dry}");
     assert_eq!(dry["skipped"]["not_a_session"], 1, "{dry}");
     let left: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
-    assert_eq!(left, 10_002, "a dry run changes nothing");
+    assert_eq!(left, 10_003, "a dry run changes nothing");
 
-    // The one held by a (phpredis) request waits for it, up to lock_wait_ms.
-    let url_short = format!("{url}&lock_wait_ms=200");
+    // The one held by a (phpredis) request waits for it, up to lock_wait_ms;
+    // the big one stays where it is, without a marker.
+    let url_short = format!("{url}&lock_wait_ms=200&max_size=1000");
     let first = stickless(&url_short, &["--json", "import", "--from", "phpredis"]).json();
     println!("import of 10,000 phpredis sessions: {first}");
     assert_eq!(first["imported"], 9_999, "{first}");
     assert_eq!(first["skipped"]["busy"], 1, "{first}");
+    assert_eq!(first["skipped"]["too_large"], 1, "{first}");
+    let big_lock: Option<String> = redis::cmd("GET")
+        .arg(format!("PHPREDIS_SESSION:{}_LOCK", sid(10_000)))
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(big_lock, None, "no marker on a session that was not moved");
     // The held lock, and markers of sessions moved during this scan.
     assert!(first["locks"].as_u64().unwrap() >= 1, "{first}");
 
@@ -566,7 +582,7 @@ fn import_moves_ten_thousand_phpredis_sessions_once() {
         .query(&mut con)
         .unwrap();
     let second = stickless(&url, &["--json", "import", "--from", "phpredis"]).json();
-    assert_eq!(second["imported"], 1, "{second}");
+    assert_eq!(second["imported"], 2, "{second}");
     let third = stickless(&url, &["--json", "import", "--from", "phpredis"]).json();
     assert_eq!(third["imported"], 0, "idempotent: {third}");
 
@@ -576,7 +592,7 @@ fn import_moves_ten_thousand_phpredis_sessions_once() {
         let loaded = s.load(&id).expect("load");
         assert_eq!(
             loaded.payload(),
-            format!("user|s:4:\"u{i:03}\";n|i:{i};").as_bytes(),
+            format!("user|s:5:\"u{i:04}\";n|i:{i};").as_bytes(),
             "session {i}"
         );
         let old: Option<Vec<u8>> = redis::cmd("GET")

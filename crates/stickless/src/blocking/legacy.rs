@@ -326,6 +326,25 @@ impl Store {
             return Ok(None);
         };
         let ttl = left.unwrap_or(legacy::UNEXPIRING_TTL);
+        // Refused before the marker, so a session too large to move stays
+        // where phpredis pods can still serve it.
+        let sealed = check_size(keys, &payload, self.config.settings.max_size).and_then(|()| {
+            steps::seal(
+                &self.config.settings,
+                Envelope::new(payload, now_ms()),
+                keys,
+            )
+        });
+        let envelope = match sealed {
+            Ok(envelope) => envelope,
+            Err(refused) => {
+                if held && let Some(lock) = &lock {
+                    let call = legacy::release(lock, &old_token);
+                    self.link.run(slot(lock), Op::Script(&call))?;
+                }
+                return Err(refused);
+            }
+        };
         if let Some(lock) = &lock {
             let call = legacy::mark_moved(lock, &old_token, ttl, &self.config.settings);
             let reply = self.link.run(slot(lock), Op::Script(&call))?.value;
@@ -337,9 +356,6 @@ impl Store {
                 });
             }
         }
-        let s = &self.config.settings;
-        check_size(keys, &payload, s.max_size)?;
-        let envelope = steps::seal(s, Envelope::new(payload, now_ms()), keys)?;
         let call = legacy::store_imported(keys, token, &envelope, ttl);
         let reply = self.link.run(slot(keys.tag()), Op::Script(&call))?.value;
         if legacy::stored(keys, &reply)? == Stored::Exists {
