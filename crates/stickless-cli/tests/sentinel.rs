@@ -44,6 +44,21 @@ fn the_sentinels_primary_is_inspected() {
         "three sentinels and the primary, each timed: {doc}"
     );
 
+    // import moves phpredis's sessions on the primary the sentinels name.
+    let mut client = set.client();
+    for n in 10..15 {
+        let _: () = redis::cmd("SETEX")
+            .arg(format!("PHPREDIS_SESSION:{}", sid(n)))
+            .arg(1440)
+            .arg("user|s:3:\"ann\";")
+            .query(&mut client)
+            .expect("SETEX");
+    }
+    let doc = stickless(&url, &["--json", "import", "--from", "phpredis"]).json();
+    assert_eq!(doc["imported"], 5, "{doc}");
+    let doc = stickless(&url, &["--json", "show", &sid(12)]).json();
+    assert_eq!(doc["contents"]["user"], "ann", "{doc}");
+
     let wrong = url.replace("/mymaster", "/nosuch");
     let err = stickless(&wrong, &["show", &sid(3)]).failed();
     assert!(
