@@ -443,8 +443,9 @@ impl Handler {
                 Ok(())
             }
             Active::ReadOnly { .. } => Ok(()),
-            // The read renewed the lifetime already.
-            Active::Merging { id: held, .. } if held == id => Ok(()),
+            // The read renewed the lifetime already: unchanged data costs
+            // nothing more (commit_merge sends nothing for it).
+            Active::Merging { id: held, base, .. } if held == id => self.merge(base, data, ttl),
             other => {
                 // Same as a write for anything not held.
                 self.set(other);
