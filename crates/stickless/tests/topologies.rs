@@ -258,6 +258,28 @@ fn acl_case(deployment: &dyn Deployment, url_for: impl Fn(&str) -> String) {
     store.destroy(&sid(6), Some(lease)).unwrap();
     assert!(store.user_sessions(&user, None).unwrap().is_empty());
 
+    // Merge mode: the read without the lock, then two writes of one base, the
+    // second replayed onto the first.
+    let php = Some(stickless::php::SerializeHandler::Php);
+    let mut bases = (0..2).map(|_| {
+        match store
+            .open_merge(&sid(8), php, OpenMode::CreateIfMissing, TTL)
+            .unwrap()
+        {
+            stickless::MergeOpened::Unlocked(base) => base,
+            other => panic!("a merge read, not {other:?}"),
+        }
+    });
+    let (first, second) = (bases.next().unwrap(), bases.next().unwrap());
+    assert!(
+        store
+            .commit_merge(first, b"a|i:1;".to_vec(), TTL)
+            .unwrap()
+            .written
+    );
+    let done = store.commit_merge(second, b"b|i:1;".to_vec(), TTL).unwrap();
+    assert!(done.replayed && done.conflicts.is_empty(), "{done:?}");
+
     let mut bad = Store::new(Config::parse(&url_for("app:wrong-password-9")).unwrap());
     let cause = unavailable_cause(increment(&mut bad, &sid(3)));
     assert!(!cause.contains("wrong-password-9"), "secret in {cause}");

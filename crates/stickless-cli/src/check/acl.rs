@@ -52,6 +52,8 @@ pub const COMMANDS: &[(&str, Needed)] = &[
     ("hdel", Needed::Always),
     ("pexpireat", Needed::Always),
     ("getrange", Needed::Always),
+    // Merge mode's read (any request may ask for merge mode).
+    ("getex", Needed::Always),
     ("exists", Needed::Always),
     ("time", Needed::Always),
     ("evalsha", Needed::Always),
@@ -133,6 +135,10 @@ fn probes(probe: &str, db: i64, needed: impl Fn(Needed) -> bool) -> Vec<(&'stati
         ("pexpire", cmd("PEXPIRE").arg(probe).arg(10_000).clone()),
         ("pttl", cmd("PTTL").arg(probe).clone()),
         ("getrange", cmd("GETRANGE").arg(probe).arg(0).arg(1).clone()),
+        (
+            "getex",
+            cmd("GETEX").arg(probe).arg("PX").arg(10_000).clone(),
+        ),
         ("exists", cmd("EXISTS").arg(probe).clone()),
         ("rpush", cmd("RPUSH").arg(&list).arg(1).clone()),
         ("pexpire", cmd("PEXPIRE").arg(&list).arg(10_000).clone()),
