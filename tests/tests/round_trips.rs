@@ -141,9 +141,12 @@ fn each_request_kind_costs_its_documented_round_trips() {
 
     let sid = session(&mut mon, &url);
     let sid2 = session(&mut mon, &url);
-    // The lock is taken with a plain SET NX pipelined with the GET of the
-    // data (one round trip, no script); the write is one script.
-    const LOCKED: &[&str] = &["\"SET\"", "\"GET\"", "\"EVALSHA\""];
+    let large = session(&mut mon, &url);
+    // The lock is taken with a plain SET NX pipelined with the GET and the
+    // PTTL of the data (one round trip, no script); the write is one script
+    // (a session of 1 KB or more stages its envelope with a SET pipelined
+    // with it); an unchanged request and a destroy end with one script.
+    const LOCKED: &[&str] = &["\"SET\"", "\"GET\"", "\"PTTL\"", "\"EVALSHA\""];
     let cases: Vec<Case> = vec![
         (
             "new session, no cookie: locked like any other (its cookie may go out early)",
@@ -167,10 +170,20 @@ fn each_request_kind_costs_its_documented_round_trips() {
             2,
         ),
         (
-            "unchanged data (lazy_write): touch+release",
+            "unchanged data (lazy_write): release (the lifetime is fresh: touch_interval_ms)",
             &[],
             start(&sid),
             LOCKED,
+            2,
+        ),
+        (
+            "changed data of 1 KB or more: its envelope staged, in the same round trip",
+            &[],
+            format!(
+                "{} $_SESSION['big'] = str_repeat('x', 2048);",
+                start(&large)
+            ),
+            &["\"SET\"", "\"GET\"", "\"PTTL\"", "\"SET\"", "\"EVALSHA\""],
             2,
         ),
         (
@@ -236,6 +249,7 @@ fn each_request_kind_costs_its_documented_round_trips() {
             &[
                 "\"SET\"",
                 "\"GET\"",
+                "\"PTTL\"",
                 "\"EVALSHA\"",
                 "\"EVALSHA\"",
                 "\"EVALSHA\"",
@@ -246,14 +260,26 @@ fn each_request_kind_costs_its_documented_round_trips() {
             "bound session, changed data: + one to renew its index entry",
             &[],
             format!("{} $_SESSION['n'] = 2;", start(&bound)),
-            &["\"SET\"", "\"GET\"", "\"EVALSHA\"", "\"EVALSHA\""],
+            &[
+                "\"SET\"",
+                "\"GET\"",
+                "\"PTTL\"",
+                "\"EVALSHA\"",
+                "\"EVALSHA\"",
+            ],
             3,
         ),
         (
             "bound session, unchanged data: touch, + one to renew its index entry",
             &[],
             start(&bound),
-            &["\"SET\"", "\"GET\"", "\"EVALSHA\"", "\"EVALSHA\""],
+            &[
+                "\"SET\"",
+                "\"GET\"",
+                "\"PTTL\"",
+                "\"EVALSHA\"",
+                "\"EVALSHA\"",
+            ],
             3,
         ),
         (
@@ -267,7 +293,13 @@ fn each_request_kind_costs_its_documented_round_trips() {
             "bound session destroyed: + one to drop its index entry",
             &[],
             format!("{} session_destroy();", start(&bound)),
-            &["\"SET\"", "\"GET\"", "\"EVALSHA\"", "\"EVALSHA\""],
+            &[
+                "\"SET\"",
+                "\"GET\"",
+                "\"PTTL\"",
+                "\"EVALSHA\"",
+                "\"EVALSHA\"",
+            ],
             3,
         ),
         (

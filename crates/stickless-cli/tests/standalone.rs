@@ -372,6 +372,7 @@ fn check_passes_a_healthy_server_and_names_what_is_wrong() {
         .arg("+pexpireat")
         .arg("+getrange")
         .arg("+exists")
+        .arg("+rename")
         .arg("+time")
         .arg("+evalsha")
         .arg("+eval")

@@ -33,7 +33,12 @@ use std::time::Duration;
 use stickless::{Config, OpenMode, Opened, SessionId, Store};
 use support::RedisServer;
 
-const SIZES: [(usize, &str); 3] = [(100, "100 B"), (4_096, "4 KB"), (65_536, "64 KB")];
+const SIZES: [(usize, &str); 4] = [
+    (100, "100 B"),
+    (1_024, "1 KB"),
+    (4_096, "4 KB"),
+    (65_536, "64 KB"),
+];
 /// Sessions locked, then committed, per round.
 const SESSIONS: usize = 500;
 const ROUNDS: usize = 10;
@@ -46,7 +51,9 @@ fn main() {
     let binary =
         std::env::var("STICKLESS_REDIS_SERVER").unwrap_or_else(|_| "/usr/bin/redis-server".into());
     if !Path::new(&binary).exists() {
-        eprintln!("commit_server_time: skipped, no server at {binary} (set STICKLESS_REDIS_SERVER)");
+        eprintln!(
+            "commit_server_time: skipped, no server at {binary} (set STICKLESS_REDIS_SERVER)"
+        );
         return;
     }
     let server = RedisServer::start();
@@ -205,4 +212,3 @@ fn stat(stats: &str, name: &str, key: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
-

@@ -190,7 +190,7 @@ fn scripts(c: &mut Criterion) {
     let acquired = Value::Array(vec![Value::Int(1), Value::BulkString(payload(TYPICAL))]);
     assert!(matches!(
         AcquireReply::parse(&acquired),
-        Ok(AcquireReply::Acquired(Some(ref d))) if d.len() == TYPICAL
+        Ok(AcquireReply::Acquired { data: Some(ref d), .. }) if d.len() == TYPICAL
     ));
     group.bench_function("parse_acquire", |b| {
         b.iter(|| AcquireReply::parse(black_box(&acquired)))

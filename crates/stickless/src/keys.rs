@@ -132,6 +132,14 @@ impl SessionKeys {
         format!("{}:wake", self.base)
     }
 
+    /// Where the request holding `token` stages its next envelope: a plain
+    /// `SET` here, moved into place by the commit script (see `COMMIT`).
+    /// One per token, so a lapsed writer and the lock's new holder never
+    /// share one.
+    pub fn stage(&self, token: &str) -> String {
+        format!("{}:stage:{token}", self.base)
+    }
+
     /// Tokens of requests that gave up on the server (see `ABANDON`): a lock
     /// held by one of them is free.
     pub fn void(&self) -> String {
@@ -159,6 +167,7 @@ mod tests {
             keys.queue(),
             keys.wake(),
             keys.void(),
+            keys.stage("0123456789abcdef0123456789abcdef"),
         ] {
             // Redis Cluster hashes the first {...} section only.
             assert_eq!(&key[2..2 + tag.len()], tag, "{key}");

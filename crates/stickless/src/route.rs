@@ -258,6 +258,16 @@ pub(crate) enum Op<'a> {
         resend: &'a Call,
         then: Option<&'a Cmd>,
     },
+    /// A `Call` whose script reads a key `stage` writes first (the staged
+    /// commit): the two are sent together and answered together, and under
+    /// `ASKING` they go to the named node in one pipeline, each after its
+    /// own `ASKING`. Replies `[script, then]`, like `Call`.
+    Staged {
+        stage: &'a Cmd,
+        first: &'a Call,
+        resend: &'a Call,
+        then: Option<&'a Cmd>,
+    },
 }
 
 /// A step's commands and the replies each has had so far.
@@ -302,6 +312,7 @@ impl<'a> Batch<'a> {
             Op::Cmd(_) | Op::Script(_) => 1,
             Op::Pipe(pipe) => pipe.len(),
             Op::Call { then, .. } => 1 + usize::from(then.is_some()),
+            Op::Staged { then, .. } => 2 + usize::from(then.is_some()),
         };
         Self {
             op,
@@ -321,7 +332,7 @@ impl<'a> Batch<'a> {
         let mut sent = Vec::with_capacity(self.replies.len() - first);
         for i in first..self.replies.len() {
             let keyless = self.keyless(i);
-            if asking && i > first && !keyless {
+            if asking && i > first && !keyless && !self.bound(i) {
                 break;
             }
             if asking && !keyless {
@@ -360,7 +371,28 @@ impl<'a> Batch<'a> {
                 (_, Some(then)) => then.clone(),
                 (_, None) => Cmd::default(),
             },
+            Op::Staged {
+                stage,
+                first,
+                resend,
+                then,
+            } => match (i, then) {
+                (0, _) => stage.clone(),
+                (1, _) if retried => resend.cmd(),
+                (1, _) => first.cmd(),
+                (_, Some(then)) => then.clone(),
+                (_, None) => Cmd::default(),
+            },
         }
+    }
+
+    /// Command `i` goes and is answered with the one before it: a staged
+    /// script with its `SET`. The script reads what the `SET` wrote, so it
+    /// must run where and after the `SET` ran; and a `SET` answered alone
+    /// is sent again with the script, since a script that ran after it (its
+    /// reply lost) may have consumed the stage.
+    fn bound(&self, i: usize) -> bool {
+        matches!(self.op, Op::Staged { .. }) && i == 1
     }
 
     /// A command without keys (`WAIT`) needs no `ASKING`, and goes to the
@@ -376,12 +408,14 @@ impl<'a> Batch<'a> {
                 Op::Cmd(_) | Op::Script(_) => false,
                 Op::Pipe(pipe) => pipe.cmd_iter().nth(i).is_some_and(name),
                 Op::Call { .. } => true,
+                Op::Staged { .. } => i > 1,
             }
     }
 
     fn script(&self, i: usize) -> Option<&'static Script> {
         match self.op {
             Op::Call { first, .. } | Op::Script(first) if i == 0 => Some(first.script()),
+            Op::Staged { first, .. } if i == 1 => Some(first.script()),
             _ => None,
         }
     }
@@ -413,6 +447,11 @@ impl<'a> Batch<'a> {
                         *slot = Some(other);
                     }
                 }
+            }
+        }
+        for i in 1..self.replies.len() {
+            if self.bound(i) && self.replies[i].is_none() {
+                self.replies[i - 1] = None;
             }
         }
         let first = self.answered();
@@ -449,6 +488,12 @@ impl<'a> Batch<'a> {
             Op::Call { .. } => {
                 replies.resize(2, Value::Nil);
                 Value::Array(replies)
+            }
+            Op::Staged { .. } => {
+                // The `SET`'s reply is the script's business: it says
+                // itself when the stage was gone.
+                replies.resize(3, Value::Nil);
+                Value::Array(replies.split_off(1))
             }
         }
     }
@@ -1281,6 +1326,92 @@ mod tests {
             batch.into_reply(),
             Value::Array(vec![Value::Array(vec![Value::Int(1)]), Value::Int(1)])
         );
+    }
+
+    fn stage_cmd() -> Cmd {
+        let mut set = redis::cmd("SET");
+        set.arg("{t}:stage:tok").arg("envelope").arg("PX").arg(3000);
+        set
+    }
+
+    #[test]
+    fn a_staged_write_and_its_script_go_to_the_asked_node_together() {
+        let (stage, first, resend) = (stage_cmd(), call(false), call(true));
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(1).arg(100);
+        let mut batch = Batch::new(Op::Staged {
+            stage: &stage,
+            first: &first,
+            resend: &resend,
+            then: Some(&wait),
+        });
+        let (pipe, sent) = batch.pipeline(false, false);
+        assert_eq!(names(&pipe), ["SET", "EVALSHA", "WAIT"]);
+        // Every key of the session has moved: the source sends both on.
+        let Taken::Failed(err) = batch.take(&sent, vec![ask(7002), ask(7002), Value::Int(0)])
+        else {
+            panic!("an ASK must lead to another attempt")
+        };
+        let mut routing = cluster_routing();
+        let mut attempts = Attempts::new(Duration::from_secs(1), Duration::ZERO);
+        assert_eq!(
+            next(&mut attempts, &mut routing, &failed(err, false)),
+            "now"
+        );
+        let (second, sent) = batch.pipeline(true, true);
+        assert_eq!(
+            names(&second),
+            ["ASKING", "SET", "ASKING", "EVALSHA", "WAIT"],
+            "the script must run where its stage was written"
+        );
+        assert!(matches!(
+            batch.take(
+                &sent,
+                vec![
+                    Value::Okay,
+                    Value::Array(vec![Value::Int(1)]),
+                    Value::Int(1)
+                ]
+            ),
+            Taken::Complete
+        ));
+        assert_eq!(
+            batch.into_reply(),
+            Value::Array(vec![Value::Array(vec![Value::Int(1)]), Value::Int(1)]),
+            "replies as a script call does, without the SET's"
+        );
+    }
+
+    #[test]
+    fn a_stage_is_written_again_whenever_its_script_is_sent_again() {
+        let (stage, first, resend) = (stage_cmd(), call(false), call(true));
+        let mut batch = Batch::new(Op::Staged {
+            stage: &stage,
+            first: &first,
+            resend: &resend,
+            then: None,
+        });
+        let (_, sent) = batch.pipeline(false, false);
+        // The stage was written; the script met a migration.
+        let tryagain = server_error("TRYAGAIN", "Multiple keys request during rehashing of slot");
+        assert!(matches!(
+            batch.take(&sent, vec![Value::Okay, tryagain]),
+            Taken::Failed(_)
+        ));
+        let (second, sent) = batch.pipeline(false, true);
+        assert_eq!(names(&second), ["SET", "EVALSHA"]);
+        assert_eq!(
+            second.cmd_iter().nth(1).map(Cmd::get_packed_command),
+            Some(resend.cmd().get_packed_command())
+        );
+        // A node that forgot the script: loaded, then both sent again.
+        let noscript = server_error("NOSCRIPT", "No matching script.");
+        assert!(matches!(
+            batch.take(&sent, vec![Value::Okay, noscript]),
+            Taken::Load(_)
+        ));
+        let (third, _) = batch.pipeline(false, true);
+        assert_eq!(names(&third), ["SET", "EVALSHA"]);
     }
 
     #[test]

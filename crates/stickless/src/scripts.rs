@@ -9,8 +9,8 @@
 //! |-------------|---------------|-------------|
 //! | open, lock free | none: `SET NX PX` + `GET`, pipelined | 1 |
 //! | open, lock held | `ACQUIRE` | 1 more (+1 per hand-off while waiting) |
-//! | write       | `COMMIT`      | 1 |
-//! | unchanged   | `TOUCH`       | 1 |
+//! | write       | `COMMIT` (from 1 KB: `SET` of a staged envelope + `COMMIT`, pipelined) | 1 |
+//! | unchanged   | `TOUCH` (`RELEASE` while the lifetime is fresh) | 1 |
 //! | close/abort | `RELEASE`     | 1 (0 when the write already released) |
 //! | destroy     | `DESTROY`     | 1 |
 //! | long request | `RENEW`      | 1 per lock_ttl_ms / 3, from a background thread |
@@ -72,7 +72,8 @@ end
 /// KEYS: data, lock, queue, wake, void.
 /// ARGV: token, lock_ttl_ms, require_existing, final, nap_cap_ms, claim_ms,
 ///       woken, max_waiters, grace_ms.
-/// Reply: `{1, data|nil}` acquired, `{0}` missing (no lock taken),
+/// Reply: `{1, data|nil, pttl}` acquired (`pttl` of the data, for a later
+///        touch: see `touch_interval_ms`), `{0}` missing (no lock taken),
 ///        `{2, nap_ms}` busy (registered: block for that long),
 ///        `{2, pttl, data|nil}` busy on the final try (not registered),
 ///        `{3}` busy and `max_waiters` live waiters registered already.
@@ -109,7 +110,7 @@ if owner == false or owner == token then
   end
   if unclaimed then redis.call('LPOP', KEYS[4]) end
   redis.call('SET', KEYS[2], token, 'PX', ARGV[2])
-  return {1, data}
+  return {1, data, redis.call('PTTL', KEYS[1])}
 end
 if ARGV[4] == '1' then
   redis.call('ZREM', KEYS[3], token)
@@ -135,10 +136,22 @@ if redis.call('PTTL', KEYS[3]) < alive then redis.call('PEXPIRE', KEYS[3], alive
 return {2, nap}
 ";
 
-/// KEYS: data, lock, queue, wake.
-/// ARGV: token, envelope, data_ttl_ms, claim_ms, stamp, resent.
+/// KEYS: data, lock, queue, wake, and stage for a staged envelope.
+/// ARGV: token, data_ttl_ms, claim_ms, stamp, resent, and the envelope
+///       itself when it is not staged.
 /// Reply: `{1}` written and released, `{2}` written after the lease lapsed
-///        (nobody had changed the session), `{0, 'changed'|'taken'}` refused.
+///        (nobody had changed the session), `{0, 'changed'|'taken'}` refused,
+///        `{3}` the staged envelope is gone (nothing changed: stage it again).
+///
+/// A large envelope is not an argument: the client stages it with a plain
+/// `SET` of `stage` (a key of its own token, in the session's slot) in the
+/// same pipeline, and the script moves it into place with `RENAME`. So the
+/// payload never crosses into Lua, and the script's work does not grow with
+/// its size. The `SET` is sent with every send of the script (see
+/// `route::Batch`), so the stage exists whenever the script runs, unless it
+/// was evicted or expired in between; the script then changes nothing and
+/// says so. A small envelope costs less as an argument than a key of its
+/// own (see `steps::STAGE_FROM`), and is written with `SET`.
 ///
 /// `stamp` is the start of the stored value as this request read it (empty:
 /// nothing was stored). It holds the envelope's revision and timestamps, so
@@ -147,29 +160,54 @@ return {2, nap}
 ///
 /// A resent commit (its first send got no reply) may find its own write
 /// already applied: the lock is then gone, and the stored value is
-/// byte-for-byte the envelope sent, which no other write can produce (it
-/// carries a fresh timestamp and, encrypted, a fresh nonce). Only a resend
-/// pays for that comparison.
+/// byte-for-byte the envelope sent (or staged again), which no other write
+/// can produce (it carries a fresh timestamp and, encrypted, a fresh nonce).
+/// Only a resend pays for that comparison.
 const COMMIT: &str = r"
+local staged = #KEYS == 5
 local owner = redis.call('GET', KEYS[2])
-if owner == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  handoff(KEYS[2], KEYS[3], KEYS[4], ARGV[4])
+local held = owner == ARGV[1]
+if not held then
+  if ARGV[5] == '1' then
+    local sent = ARGV[6]
+    if staged then sent = redis.call('GET', KEYS[5]) end
+    if sent == false then return {3} end
+    if sent == redis.call('GET', KEYS[1]) then
+      if staged then redis.call('DEL', KEYS[5]) end
+      return {1}
+    end
+  end
+  local refused = nil
+  if owner and owner ~= '~' then
+    refused = 'taken'
+  else
+    local stamp = ARGV[4]
+    local unchanged
+    if stamp == '' then
+      unchanged = redis.call('EXISTS', KEYS[1]) == 0
+    else
+      unchanged = redis.call('GETRANGE', KEYS[1], 0, #stamp - 1) == stamp
+    end
+    if not unchanged then refused = 'changed' end
+  end
+  if refused then
+    if staged then redis.call('DEL', KEYS[5]) end
+    return {0, refused}
+  end
+end
+if staged then
+  local moved = redis.pcall('RENAME', KEYS[5], KEYS[1])
+  if type(moved) == 'table' and moved.err then return {3} end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[6], 'PX', ARGV[2])
+end
+if held then
+  handoff(KEYS[2], KEYS[3], KEYS[4], ARGV[3])
   return {1}
 end
-if ARGV[6] == '1' and redis.call('GET', KEYS[1]) == ARGV[2] then return {1} end
-if owner and owner ~= '~' then return {0, 'taken'} end
-local stamp = ARGV[5]
-local unchanged
-if stamp == '' then
-  unchanged = redis.call('EXISTS', KEYS[1]) == 0
-else
-  unchanged = redis.call('GETRANGE', KEYS[1], 0, #stamp - 1) == stamp
-end
-if not unchanged then return {0, 'changed'} end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 -- Free: wake whoever waits. Reserved: the woken waiter reads this write.
-if owner == false then handoff(KEYS[2], KEYS[3], KEYS[4], ARGV[4]) end
+if owner == false then handoff(KEYS[2], KEYS[3], KEYS[4], ARGV[3]) end
 return {2}
 ";
 
@@ -290,8 +328,14 @@ impl Call {
 /// Reply of `ACQUIRE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcquireReply {
-    /// The lock is ours; the stored value, if any.
-    Acquired(Option<Vec<u8>>),
+    /// The lock is ours.
+    Acquired {
+        /// The stored value, if any.
+        data: Option<Vec<u8>>,
+        /// Its `PTTL` (negative: no value, or no expiry), when the script
+        /// sent one.
+        pttl: Option<i64>,
+    },
     /// The session does not exist and the caller required it; no lock taken.
     Missing,
     /// Another request holds the lock and `max_waiters` live requests
@@ -321,6 +365,9 @@ pub enum CommitReply {
     DoneAfterLapse,
     /// Refused: applying it would lose another request's update.
     Lost(LostReason),
+    /// The staged envelope was gone when the script ran (evicted, or
+    /// expired past the step's budget); nothing changed.
+    Unstaged,
 }
 
 /// Reply of `DESTROY`.
@@ -389,7 +436,10 @@ impl AcquireReply {
     pub fn parse(v: &Value) -> Result<Self, Error> {
         let it = items("acquire", v)?;
         match (int(&it[0]), it.len()) {
-            (Some(1), _) => Ok(Self::Acquired(bytes(it.get(1)))),
+            (Some(1), _) => Ok(Self::Acquired {
+                data: bytes(it.get(1)),
+                pttl: it.get(2).and_then(int),
+            }),
             (Some(0), _) => Ok(Self::Missing),
             (Some(3), _) => Ok(Self::Crowded),
             (Some(2), 2) => {
@@ -414,6 +464,7 @@ impl CommitReply {
         match (int(&it[0]), status(it.get(1))) {
             (Some(1), _) => Ok(Self::Done),
             (Some(2), _) => Ok(Self::DoneAfterLapse),
+            (Some(3), _) => Ok(Self::Unstaged),
             (Some(0), Some(b"changed")) => Ok(Self::Lost(LostReason::Changed)),
             (Some(0), Some(b"taken")) => Ok(Self::Lost(LostReason::Taken)),
             _ => Err(bad("commit", v)),
@@ -464,16 +515,25 @@ mod tests {
     #[test]
     fn parses_acquire_replies() {
         assert_eq!(
-            AcquireReply::parse(&arr(vec![Value::Int(1), bulk(b"x")])).unwrap(),
-            AcquireReply::Acquired(Some(b"x".to_vec()))
+            AcquireReply::parse(&arr(vec![Value::Int(1), bulk(b"x"), Value::Int(900)])).unwrap(),
+            AcquireReply::Acquired {
+                data: Some(b"x".to_vec()),
+                pttl: Some(900)
+            }
         );
         assert_eq!(
-            AcquireReply::parse(&arr(vec![Value::Int(1), Value::Nil])).unwrap(),
-            AcquireReply::Acquired(None)
+            AcquireReply::parse(&arr(vec![Value::Int(1), Value::Nil, Value::Int(-2)])).unwrap(),
+            AcquireReply::Acquired {
+                data: None,
+                pttl: Some(-2)
+            }
         );
         assert_eq!(
             AcquireReply::parse(&arr(vec![Value::Int(1)])).unwrap(),
-            AcquireReply::Acquired(None)
+            AcquireReply::Acquired {
+                data: None,
+                pttl: None
+            }
         );
         assert_eq!(
             AcquireReply::parse(&arr(vec![Value::Int(0)])).unwrap(),
@@ -504,6 +564,10 @@ mod tests {
         assert_eq!(
             CommitReply::parse(&arr(vec![Value::Int(2)])).unwrap(),
             CommitReply::DoneAfterLapse
+        );
+        assert_eq!(
+            CommitReply::parse(&arr(vec![Value::Int(3)])).unwrap(),
+            CommitReply::Unstaged
         );
         assert_eq!(
             CommitReply::parse(&arr(vec![Value::Int(0), bulk(b"taken")])).unwrap(),
@@ -559,9 +623,11 @@ mod tests {
         }
     }
 
-    /// The first argument of every `redis.call` in `src` that names a key.
+    /// The first argument of every `redis.call` or `redis.pcall` in `src`
+    /// that names a key.
     fn keys_touched(src: &str) -> Vec<String> {
-        src.split("redis.call(")
+        src.replace("redis.pcall(", "redis.call(")
+            .split("redis.call(")
             .skip(1)
             .filter_map(|call| {
                 let mut args = call.split([',', ')']);
@@ -579,7 +645,7 @@ mod tests {
         // undeclared key is found missing halfway through instead.
         for (name, body, declared) in [
             ("ACQUIRE", ACQUIRE, 5),
-            ("COMMIT", COMMIT, 4),
+            ("COMMIT", COMMIT, 5),
             ("TOUCH", TOUCH, 4),
             ("RELEASE", RELEASE, 3),
             ("DESTROY", DESTROY, 4),
@@ -589,6 +655,11 @@ mod tests {
             let allowed: Vec<String> = (1..=declared).map(|i| format!("KEYS[{i}]")).collect();
             for key in keys_touched(body) {
                 assert!(allowed.contains(&key), "{name} touches {key}");
+            }
+            // Any key named anywhere (a second argument, as `RENAME`'s).
+            for named in body.split("KEYS[").skip(1) {
+                let key = format!("KEYS[{}]", named.split(']').next().unwrap_or(""));
+                assert!(allowed.contains(&key), "{name} names {key}");
             }
             // The hand-off is handed declared keys only.
             for call in body.split("handoff(").skip(1) {

@@ -3,7 +3,7 @@
 //! a released lock cannot be used again. Both drivers walk these types; the
 //! PHP hooks only decide which step to take.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::envelope::{Envelope, Sealing};
 use crate::error::{CorruptKind, Error};
@@ -80,6 +80,9 @@ pub struct Lease {
     pub(crate) base: Option<Envelope>,
     /// The start of the stored value as read (empty: nothing was stored).
     pub(crate) stamp: Vec<u8>,
+    /// When the stored value expires, as the lock step saw it; `None` when
+    /// nothing was stored or it has no expiry.
+    pub(crate) expires: Option<Instant>,
     pub(crate) claim: Claim,
     /// The session was moved in from the old handler's key by this lock.
     pub(crate) imported: bool,
@@ -167,6 +170,7 @@ impl Lease {
             token: claim.token().clone(),
             base,
             stamp,
+            expires: None,
             claim,
             imported: false,
         }
@@ -176,6 +180,27 @@ impl Lease {
     /// handler's key (`import=...`).
     pub fn imported(&self) -> bool {
         self.imported
+    }
+
+    /// Notes that the value read had `ttl_left` of its lifetime (none:
+    /// unknown, refreshed at the next touch).
+    pub(crate) fn expiring_in(mut self, ttl_left: Option<Duration>) -> Self {
+        self.expires = ttl_left
+            .filter(|_| self.was_stored())
+            .map(|left| Instant::now() + left);
+        self
+    }
+
+    /// Whether an unchanged session's lifetime must be set to `ttl` again:
+    /// skipping it must cost no more than `interval` of it (and at most
+    /// half), so an idle user is logged out no earlier than `ttl - interval`
+    /// after their last request. A value of unknown expiry is refreshed.
+    pub(crate) fn needs_refresh(&self, ttl: Duration, interval: Duration) -> bool {
+        let Some(expires) = self.expires else {
+            return true;
+        };
+        let left = expires.saturating_duration_since(Instant::now());
+        left + interval.min(ttl / 2) < ttl
     }
 
     /// The step that ended this lease had a definite reply; `pid` is the

@@ -28,7 +28,9 @@ pub(crate) fn claim_window(s: &Settings) -> Duration {
 }
 
 /// The uncontended lock without a script: `SET NX PX` + `GET`, pipelined.
-/// Replies `(OK|nil, data|nil)`.
+/// The data's `PTTL` comes along, for a later touch to tell whether the
+/// lifetime needs refreshing (`touch_interval_ms`).
+/// Replies `(OK|nil, data|nil, pttl)`.
 pub(crate) fn take_free_lock(keys: &SessionKeys, token: &LockToken, s: &Settings) -> Pipeline {
     let mut pipe = redis::pipe();
     pipe.cmd("SET")
@@ -38,6 +40,8 @@ pub(crate) fn take_free_lock(keys: &SessionKeys, token: &LockToken, s: &Settings
         .arg("PX")
         .arg(ms(s.lock_ttl))
         .cmd("GET")
+        .arg(keys.data())
+        .cmd("PTTL")
         .arg(keys.data());
     pipe
 }
@@ -72,29 +76,77 @@ pub(crate) fn acquire(
         .arg(ms(s.timeout))
 }
 
-/// The fenced write; `resent` for a second send of the same envelope.
-pub(crate) fn commit(
-    lease: &Lease,
-    envelope: &[u8],
-    ttl: Duration,
-    s: &Settings,
-    resent: bool,
-) -> Call {
-    let keys = &lease.keys;
-    Call::new(&COMMIT_SCRIPT)
-        .key(keys.data())
-        .key(keys.lock())
-        .key(keys.queue())
-        .key(keys.wake())
-        .arg(lease.token.as_str())
-        .arg(envelope)
-        .arg(ms(ttl))
-        .arg(ms(claim_window(s)))
-        .arg(lease.stamp.as_slice())
-        .arg(u8::from(resent))
+/// The fenced write: the script, and for a large envelope the plain `SET`
+/// that stages it, sent together (`route::Op::Staged`).
+pub(crate) struct CommitStep {
+    pub stage: Option<Cmd>,
+    pub first: Call,
+    /// Sent instead of `first` on a later attempt: the first send may have
+    /// been applied already (see `COMMIT`).
+    pub resend: Call,
 }
 
+/// How often a commit is sent again whose staged envelope was gone when
+/// the script ran (evicted under `maxmemory`): the script changed nothing.
+pub(crate) const STAGE_TRIES: u32 = 3;
+
+/// Envelopes from this size on are staged rather than passed to the
+/// script: a staged write costs the server about the same at any size,
+/// an argument about 2 µs more per KB (copied into Lua and out again), and
+/// they cost the same near 1 KB (docs/PERFORMANCE.md, "Server time per
+/// commit").
+pub(crate) const STAGE_FROM: usize = 1024;
+
+pub(crate) fn commit(lease: &Lease, envelope: &[u8], ttl: Duration, s: &Settings) -> CommitStep {
+    let keys = &lease.keys;
+    let stage_key = (envelope.len() >= STAGE_FROM).then(|| keys.stage(lease.token.as_str()));
+    let stage = stage_key.as_ref().map(|key| {
+        let mut set = redis::cmd("SET");
+        set.arg(key).arg(envelope).arg("PX").arg(ms(stage_ttl(s)));
+        set
+    });
+    let call = |resent: bool| {
+        let call = Call::new(&COMMIT_SCRIPT)
+            .key(keys.data())
+            .key(keys.lock())
+            .key(keys.queue())
+            .key(keys.wake());
+        let call = match &stage_key {
+            Some(key) => call.key(key),
+            None => call,
+        };
+        let call = call
+            .arg(lease.token.as_str())
+            .arg(ms(ttl))
+            .arg(ms(claim_window(s)))
+            .arg(lease.stamp.as_slice())
+            .arg(u8::from(resent));
+        match stage_key {
+            Some(_) => call,
+            None => call.arg(envelope),
+        }
+    };
+    CommitStep {
+        stage,
+        first: call(false),
+        resend: call(true),
+    }
+}
+
+/// How long a staged envelope lives: past the end of the step that staged
+/// it (whose script may run late, from the server's receive buffer), so a
+/// stage left by a request that died is gone soon after.
+fn stage_ttl(s: &Settings) -> Duration {
+    s.budget * 2 + wait_budget(s)
+}
+
+/// An unchanged session's end: its lifetime set to `ttl` again and the lock
+/// released, or, while the lifetime is still within `touch_interval` of
+/// full, only the lock released (`RELEASE`, one command less).
 pub(crate) fn touch(lease: &Lease, ttl: Duration, s: &Settings) -> Call {
+    if !lease.needs_refresh(ttl, s.touch_interval) {
+        return release(lease, s);
+    }
     let keys = &lease.keys;
     Call::new(&TOUCH_SCRIPT)
         .key(keys.data())
@@ -279,17 +331,33 @@ pub(crate) fn replicated(
     }
 }
 
-/// Reads a commit's reply. A resend whose lease is found lapsed after the
-/// first send got no reply cannot tell "applied" from "lost" by the lock;
-/// the script compares the stored envelope for that.
-pub(crate) fn committed(lease: &Lease, reply: &Value) -> Result<Committed, Error> {
+/// Reads a commit's reply; `None` when the staged envelope was gone and
+/// nothing was changed (stage it again). A resend whose lease is found
+/// lapsed after the first send got no reply cannot tell "applied" from
+/// "lost" by the lock; the script compares the stored envelope for that.
+pub(crate) fn committed(lease: &Lease, reply: &Value) -> Result<Option<Committed>, Error> {
     match CommitReply::parse(reply)? {
-        CommitReply::Done => Ok(Committed::UnderLock),
-        CommitReply::DoneAfterLapse => Ok(Committed::AfterLapse),
+        CommitReply::Done => Ok(Some(Committed::UnderLock)),
+        CommitReply::DoneAfterLapse => Ok(Some(Committed::AfterLapse)),
+        CommitReply::Unstaged => Ok(None),
         CommitReply::Lost(reason) => Err(Error::LockLost {
             session: lease.session().to_owned(),
             reason,
         }),
+    }
+}
+
+/// A commit whose stage vanished `STAGE_TRIES` times in a row.
+pub(crate) fn unstaged(server: &str, lease: &Lease, elapsed: Duration) -> Error {
+    Error::Unavailable {
+        server: server.to_owned(),
+        cause: format!(
+            "the write to session {} was not applied: its staged copy was evicted before \
+             the commit could move it into place, {STAGE_TRIES} times (the server is at \
+             maxmemory; raise it, or pick a maxmemory-policy that evicts no keys with a TTL)",
+            lease.session()
+        ),
+        elapsed,
     }
 }
 
@@ -323,8 +391,29 @@ pub(crate) fn opened(
     waited: Duration,
     s: &Settings,
 ) -> Opened {
-    let loaded = loaded(s, stored.as_deref(), keys);
-    let lease = Lease::new(keys.clone(), claim, stored.as_deref(), &loaded);
+    opened_read(
+        keys,
+        claim,
+        Stored {
+            value: stored,
+            ttl_left: None,
+        },
+        waited,
+        s,
+    )
+}
+
+/// [`opened`] for what a lock step read, its remaining lifetime included.
+pub(crate) fn opened_read(
+    keys: &SessionKeys,
+    claim: Claim,
+    stored: Stored,
+    waited: Duration,
+    s: &Settings,
+) -> Opened {
+    let loaded = loaded(s, stored.value.as_deref(), keys);
+    let lease = Lease::new(keys.clone(), claim, stored.value.as_deref(), &loaded)
+        .expiring_in(stored.ttl_left);
     Opened::Locked {
         lease,
         loaded,
@@ -332,21 +421,38 @@ pub(crate) fn opened(
     }
 }
 
+/// The stored value as a lock step read it.
+pub(crate) struct Stored {
+    pub value: Option<Vec<u8>>,
+    /// What was left of its lifetime; `None` without a value or an expiry.
+    pub ttl_left: Option<Duration>,
+}
+
+impl Stored {
+    /// From a `GET` and a `PTTL` reply (negative: no key, or no expiry).
+    fn new(value: Option<Vec<u8>>, pttl: Option<i64>) -> Self {
+        let ttl_left = pttl
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(Duration::from_millis);
+        Self { value, ttl_left }
+    }
+}
+
 /// What the uncontended lock's pipeline found.
 pub(crate) enum FreeLock {
     /// The lock was free and is ours now; the stored value.
-    Taken(Option<Vec<u8>>),
+    Taken(Stored),
     /// Somebody holds it (or a hand-off reserved it): wait in line.
     Held,
 }
 
 /// Reads the replies of [`take_free_lock`].
 pub(crate) fn free_lock(reply: Value) -> Result<FreeLock, Error> {
-    let (taken, stored): (Value, Option<Vec<u8>>) = reply_as("lock", reply)?;
+    let (taken, stored, pttl): (Value, Option<Vec<u8>>, Option<i64>) = reply_as("lock", reply)?;
     Ok(if taken == Value::Nil {
         FreeLock::Held
     } else {
-        FreeLock::Taken(stored)
+        FreeLock::Taken(Stored::new(stored, pttl))
     })
 }
 
@@ -378,7 +484,7 @@ pub(crate) fn held_new(keys: &SessionKeys) -> Error {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Acquired {
     /// The lock is ours; the stored value.
-    Locked { stored: Option<Vec<u8>> },
+    Locked { stored: Stored },
     /// The open is over without a lock.
     Done(Result<Opened, Error>),
     /// Registered as a waiter: block for a hand-off for `nap`, then try again.
@@ -393,7 +499,9 @@ impl Acquired {
         s: &Settings,
     ) -> Result<Self, Error> {
         Ok(match AcquireReply::parse(reply)? {
-            AcquireReply::Acquired(stored) => Self::Locked { stored },
+            AcquireReply::Acquired { data, pttl } => Self::Locked {
+                stored: Stored::new(data, pttl),
+            },
             AcquireReply::Missing => Self::Done(Ok(Opened::Missing)),
             AcquireReply::Crowded => Self::Done(Err(Error::TooManyWaiters {
                 session: keys.tag().to_owned(),

@@ -55,6 +55,7 @@ pub const COMMANDS: &[(&str, Needed)] = &[
     // Merge mode's read (any request may ask for merge mode).
     ("getex", Needed::Always),
     ("exists", Needed::Always),
+    ("rename", Needed::Always),
     ("time", Needed::Always),
     ("evalsha", Needed::Always),
     ("eval", Needed::Always),
@@ -118,11 +119,12 @@ pub fn probe(
 
 /// The probe commands, in order, each with the ACL name it exercises.
 fn probes(probe: &str, db: i64, needed: impl Fn(Needed) -> bool) -> Vec<(&'static str, Cmd)> {
-    let (list, zset, set, hash) = (
+    let (list, zset, set, hash, moved) = (
         format!("{probe}:l"),
         format!("{probe}:z"),
         format!("{probe}:s"),
         format!("{probe}:h"),
+        format!("{probe}:r"),
     );
     let script = redis::Script::new(PROBE_SCRIPT);
     let cmd = |name: &str| redis::cmd(name);
@@ -140,6 +142,9 @@ fn probes(probe: &str, db: i64, needed: impl Fn(Needed) -> bool) -> Vec<(&'stati
             cmd("GETEX").arg(probe).arg("PX").arg(10_000).clone(),
         ),
         ("exists", cmd("EXISTS").arg(probe).clone()),
+        // There and back: the commit moves its staged envelope into place.
+        ("rename", cmd("RENAME").arg(probe).arg(&moved).clone()),
+        ("rename", cmd("RENAME").arg(&moved).arg(probe).clone()),
         ("rpush", cmd("RPUSH").arg(&list).arg(1).clone()),
         ("pexpire", cmd("PEXPIRE").arg(&list).arg(10_000).clone()),
         ("lpush", cmd("LPUSH").arg(&list).arg(1).clone()),
@@ -209,6 +214,7 @@ fn probes(probe: &str, db: i64, needed: impl Fn(Needed) -> bool) -> Vec<(&'stati
                 .arg(&zset)
                 .arg(&set)
                 .arg(&hash)
+                .arg(&moved)
                 .clone(),
         ),
     ]);
@@ -261,8 +267,8 @@ mod tests {
         }
     }
 
-    /// Every command name the core's sources send: `redis.call('X'` in the
-    /// scripts, `cmd("X")` in the drivers.
+    /// Every command name the core's sources send: `redis.call('X'` and
+    /// `redis.pcall('X'` in the scripts, `cmd("X")` in the drivers.
     fn sent_by_the_core() -> Vec<String> {
         fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
             for entry in std::fs::read_dir(dir).expect("the core's sources") {
@@ -279,7 +285,11 @@ mod tests {
         walk(&core, &mut sources);
         let mut names = Vec::new();
         for text in &sources {
-            for (open, close) in [("redis.call('", "'"), ("cmd(\"", "\"")] {
+            for (open, close) in [
+                ("redis.call('", "'"),
+                ("redis.pcall('", "'"),
+                ("cmd(\"", "\""),
+            ] {
                 for piece in text.split(open).skip(1) {
                     let Some(name) = piece.split(close).next() else {
                         continue;

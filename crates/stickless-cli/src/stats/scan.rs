@@ -22,7 +22,7 @@ enum Kind {
     Data,
     Lock,
     Queue,
-    /// `:wake` and `:void`: part of a session, not counted.
+    /// `:wake`, `:void` and a staged envelope: part of a session, not counted.
     Other,
     Foreign,
 }
@@ -31,8 +31,19 @@ fn kind(prefix: &str, key: &str) -> Kind {
     if SessionKeys::from_data_key(prefix, key).is_some() {
         return Kind::Data;
     }
-    // Every session key is `<prefix>{<tag>}:<suffix>`; check the shape
-    // through the data key that would go with it.
+    // Every session key is `<prefix>{<tag>}:<suffix>` (a staged envelope's
+    // `:stage:<token>`); check the shape through the data key that would
+    // go with it.
+    let (key, staged) = match key.rsplit_once(":stage:") {
+        Some((base, _token)) => (base, true),
+        None => (key, false),
+    };
+    if staged {
+        return match SessionKeys::from_data_key(prefix, &format!("{key}:data")) {
+            Some(_) => Kind::Other,
+            None => Kind::Foreign,
+        };
+    }
     let Some((base, suffix)) = key.rsplit_once(':') else {
         return Kind::Foreign;
     };
@@ -207,6 +218,12 @@ mod tests {
         assert!(matches!(kind("app:", &keys.lock()), Kind::Lock));
         assert!(matches!(kind("app:", &keys.queue()), Kind::Queue));
         assert!(matches!(kind("app:", &keys.wake()), Kind::Other));
+        let stage = keys.stage("0123456789abcdef0123456789abcdef");
+        assert!(matches!(kind("app:", &stage), Kind::Other));
+        assert!(matches!(
+            kind("app:", "app:{nothex}:stage:t"),
+            Kind::Foreign
+        ));
         assert!(matches!(kind("app:", "app:{nothex}:data"), Kind::Foreign));
         assert!(matches!(
             kind("app:", &format!("{}x", keys.data())),

@@ -260,8 +260,8 @@ impl Store {
             .await?;
         match steps::free_lock(reply.value)? {
             FreeLock::Taken(stored) => {
-                let give_back = steps::on_free(mode, stored.as_deref(), keys);
-                let opened = steps::opened(keys, claim, stored, Duration::ZERO, s);
+                let give_back = steps::on_free(mode, stored.value.as_deref(), keys);
+                let opened = steps::opened_read(keys, claim, stored, Duration::ZERO, s);
                 return match (give_back, opened) {
                     (OnFree::GiveBack(outcome), Opened::Locked { lease, .. }) => {
                         self.release(lease).await?;
@@ -287,7 +287,13 @@ impl Store {
             let reply = self.call(keys, &call, None).await?.value.0;
             match Acquired::read(&reply, keys, started, s)? {
                 Acquired::Locked { stored } => {
-                    return Ok(steps::opened(keys, claim, stored, started.elapsed(), s));
+                    return Ok(steps::opened_read(
+                        keys,
+                        claim,
+                        stored,
+                        started.elapsed(),
+                        s,
+                    ));
                 }
                 Acquired::Done(outcome) => {
                     claim.settle(self.inner.pid);
@@ -373,16 +379,36 @@ impl Store {
                 return Err(refused);
             }
         };
-        let first = steps::commit(&lease, &envelope, ttl, s, false);
-        let resend = steps::commit(&lease, &envelope, ttl, s, true);
+        let step = steps::commit(&lease, &envelope, ttl, s);
         let wait = steps::replica_wait(s);
-        let ran = self
-            .script(&lease.keys, &first, &resend, wait.as_ref())
-            .await?;
-        let replicated = steps::replicated(s, &lease.keys, &ran.value.1);
-        let outcome = steps::committed(&lease, &ran.value.0);
-        lease.settle(self.inner.pid);
-        replicated.and(outcome)
+        let started = Instant::now();
+        for _ in 0..steps::STAGE_TRIES {
+            let op = match &step.stage {
+                Some(stage) => Op::Staged {
+                    stage,
+                    first: &step.first,
+                    resend: &step.resend,
+                    then: wait.as_ref(),
+                },
+                None => Op::Call {
+                    first: &step.first,
+                    resend: &step.resend,
+                    then: wait.as_ref(),
+                },
+            };
+            let ran = self.run_script(&lease.keys, op, wait.is_some()).await?;
+            let Some(outcome) = steps::committed(&lease, &ran.value.0).transpose() else {
+                continue;
+            };
+            let replicated = steps::replicated(s, &lease.keys, &ran.value.1);
+            lease.settle(self.inner.pid);
+            return replicated.and(outcome);
+        }
+        let server = self.inner.config.server.to_string();
+        let unstaged = steps::unstaged(&server, &lease, started.elapsed());
+        // Nothing was written: the lock is still ours to give back.
+        let _ = self.release(lease).await;
+        Err(unstaged)
     }
 
     /// Extends the stored value's lifetime and releases the lock. A
@@ -710,14 +736,26 @@ impl Store {
         resend: &Call,
         then: Option<&Cmd>,
     ) -> Result<Ran<(Value, Value)>, Error> {
-        let wait = match then {
-            Some(_) => steps::wait_budget(&self.inner.config.settings),
-            None => Duration::ZERO,
-        };
         let op = Op::Call {
             first,
             resend,
             then,
+        };
+        self.run_script(keys, op, then.is_some()).await
+    }
+
+    /// Runs a script step (`Op::Call` or `Op::Staged`), replying
+    /// `[script, then]`; `waits` when `then` is a `WAIT`.
+    async fn run_script(
+        &self,
+        keys: &SessionKeys,
+        op: Op<'_>,
+        waits: bool,
+    ) -> Result<Ran<(Value, Value)>, Error> {
+        let wait = if waits {
+            steps::wait_budget(&self.inner.config.settings)
+        } else {
+            Duration::ZERO
         };
         let ran = self.run(slot(keys.tag()), Use::Command, wait, op).await?;
         let value = steps::reply_as("script", ran.value)?;

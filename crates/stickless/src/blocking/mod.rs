@@ -28,7 +28,7 @@ use crate::metrics::{self, Probe, Step};
 use crate::route::Op;
 use crate::scripts::{self, Call, DestroyReply};
 use crate::session::{Committed, Lease, Loaded, OpenMode, Opened, check_size, now_ms};
-use crate::steps::{self, Acquired, Created, FreeLock, OnFree};
+use crate::steps::{self, Acquired, Created, FreeLock, OnFree, Stored};
 use crate::token::LockToken;
 use crate::users::{self, Bound, Meta, UserId, UserKeys, UserSession};
 use keeper::Keeper;
@@ -153,7 +153,7 @@ impl Store {
         let pipe = steps::take_free_lock(keys, token, s);
         let reply = self.link.run(slot(keys.tag()), Op::Pipe(&pipe))?.value;
         match steps::free_lock(reply)? {
-            FreeLock::Taken(None)
+            FreeLock::Taken(Stored { value: None, .. })
                 if mode != OpenMode::New
                     && let Some((id, from)) = &import =>
             {
@@ -161,8 +161,8 @@ impl Store {
                 return self.import_locked(id, keys, claim, mode, Duration::ZERO, &from);
             }
             FreeLock::Taken(stored) => {
-                let give_back = steps::on_free(mode, stored.as_deref(), keys);
-                let opened = steps::opened(keys, claim, stored, Duration::ZERO, s);
+                let give_back = steps::on_free(mode, stored.value.as_deref(), keys);
+                let opened = steps::opened_read(keys, claim, stored, Duration::ZERO, s);
                 return match (give_back, opened) {
                     (OnFree::GiveBack(outcome), Opened::Locked { lease, .. }) => {
                         self.release(lease)?;
@@ -189,15 +189,22 @@ impl Store {
             let reply = self.call(keys, &call, None)?.value.0;
             let s = &self.config.settings;
             match Acquired::read(&reply, keys, started, s)? {
-                Acquired::Locked { stored: None }
-                    if mode != OpenMode::New
-                        && let Some((id, from)) = &import =>
+                Acquired::Locked {
+                    stored: Stored { value: None, .. },
+                } if mode != OpenMode::New
+                    && let Some((id, from)) = &import =>
                 {
                     let (id, from) = (*id, from.clone());
                     return self.import_locked(id, keys, claim, mode, started.elapsed(), &from);
                 }
                 Acquired::Locked { stored } => {
-                    return Ok(steps::opened(keys, claim, stored, started.elapsed(), s));
+                    return Ok(steps::opened_read(
+                        keys,
+                        claim,
+                        stored,
+                        started.elapsed(),
+                        s,
+                    ));
                 }
                 Acquired::Done(outcome) => {
                     claim.settle(self.link.pid());
@@ -290,14 +297,36 @@ impl Store {
                 return Err(refused);
             }
         };
-        let first = steps::commit(&lease, &envelope, ttl, s, false);
-        let resend = steps::commit(&lease, &envelope, ttl, s, true);
+        let step = steps::commit(&lease, &envelope, ttl, s);
         let wait = steps::replica_wait(s);
-        let ran = self.script(&lease.keys, &first, &resend, wait.as_ref())?;
-        let replicated = steps::replicated(&self.config.settings, &lease.keys, &ran.value.1);
-        let outcome = steps::committed(&lease, &ran.value.0);
-        lease.settle(self.link.pid());
-        replicated.and(outcome)
+        let started = Instant::now();
+        for _ in 0..steps::STAGE_TRIES {
+            let op = match &step.stage {
+                Some(stage) => Op::Staged {
+                    stage,
+                    first: &step.first,
+                    resend: &step.resend,
+                    then: wait.as_ref(),
+                },
+                None => Op::Call {
+                    first: &step.first,
+                    resend: &step.resend,
+                    then: wait.as_ref(),
+                },
+            };
+            let ran = self.run_script(&lease.keys, op, wait.is_some())?;
+            let Some(outcome) = steps::committed(&lease, &ran.value.0).transpose() else {
+                continue;
+            };
+            let replicated = steps::replicated(&self.config.settings, &lease.keys, &ran.value.1);
+            lease.settle(self.link.pid());
+            return replicated.and(outcome);
+        }
+        let server = self.config.server.to_string();
+        let unstaged = steps::unstaged(&server, &lease, started.elapsed());
+        // Nothing was written: the lock is still ours to give back.
+        let _ = self.release(lease);
+        Err(unstaged)
     }
 
     /// Extends the stored value's lifetime and releases the lock: the step for
@@ -619,15 +648,26 @@ impl Store {
         resend: &Call,
         then: Option<&Cmd>,
     ) -> Result<Ran<(Value, Value)>, Error> {
-        let wait = if then.is_some() {
-            steps::wait_budget(&self.config.settings)
-        } else {
-            Duration::ZERO
-        };
         let op = Op::Call {
             first,
             resend,
             then,
+        };
+        self.run_script(keys, op, then.is_some())
+    }
+
+    /// Runs a script step (`Op::Call` or `Op::Staged`), replying
+    /// `[script, then]`; `waits` when `then` is a `WAIT`.
+    fn run_script(
+        &mut self,
+        keys: &SessionKeys,
+        op: Op<'_>,
+        waits: bool,
+    ) -> Result<Ran<(Value, Value)>, Error> {
+        let wait = if waits {
+            steps::wait_budget(&self.config.settings)
+        } else {
+            Duration::ZERO
         };
         let ran = self.link.run_waiting(slot(keys.tag()), wait, op)?;
         Ok(Ran {

@@ -122,6 +122,10 @@ pub struct Settings {
     /// How often a request polls a lock held by a phpredis pod (`compat`
     /// and `import` only; phpredis pods take no part in the queue).
     pub legacy_lock_poll: Duration,
+    /// An unchanged session whose remaining lifetime is within this of
+    /// full is not refreshed by a touch (only its lock is released); at
+    /// most half the lifetime counts. Zero refreshes on every touch.
+    pub touch_interval: Duration,
 }
 
 /// Every option with its default, as ini (`stickless.<name>`) and the
@@ -153,6 +157,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("compat", ""),
     ("import", ""),
     ("legacy_lock_poll_ms", "10"),
+    ("touch_interval_ms", "60000"),
 ];
 
 impl Default for Settings {
@@ -181,6 +186,7 @@ impl Default for Settings {
             compat: None,
             import: None,
             legacy_lock_poll: Duration::ZERO,
+            touch_interval: Duration::ZERO,
         };
         for (name, value) in DEFAULTS {
             // Covered by `defaults_parse`: the table is valid by construction.
@@ -206,6 +212,7 @@ impl Settings {
             "connect_timeout_ms" => self.connect_timeout = millis(name, value, 1, 60_000)?,
             "timeout_ms" => self.timeout = millis(name, value, 1, 60_000)?,
             "budget_ms" => self.budget = millis(name, value, 1, 600_000)?,
+            "touch_interval_ms" => self.touch_interval = millis(name, value, 0, 86_400_000)?,
             "on_lock_timeout" => {
                 self.on_lock_timeout = match value {
                     "fail" => OnLockTimeout::Fail,

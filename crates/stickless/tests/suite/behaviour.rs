@@ -582,6 +582,68 @@ fn lapsed_lease_write_is_refused_when_the_session_changed(server: &dyn Deploymen
     assert_eq!(stored(&mut a, &id).payload, b"v3");
 }
 
+#[test]
+fn a_large_write_is_staged_and_fenced_and_leaves_no_stage_behind() {
+    // From 1 KB on the envelope travels in a plain SET to a key of its own
+    // and the script moves it into place: the same fence, the same outcomes.
+    let server = RedisServer::start();
+    let id = sid("staged");
+    let big = |mark: u8| vec![mark; 8192];
+    let mut a = store(&server, "");
+    let keys = a.keys(&id);
+    let mut con = Deployment::client(&server);
+    let only_data = |con: &mut Client, what: &str| {
+        assert_eq!(all_keys(con), vec![keys.data()], "{what}: leftover keys");
+    };
+
+    let (lease, _, _) = lock(&mut a, &id);
+    assert_eq!(a.commit(lease, big(b'1'), TTL).unwrap(), Committed::UnderLock);
+    assert_eq!(stored(&mut a, &id).payload, big(b'1'));
+    let ttl = pttl(&mut con, &keys.data());
+    assert!(ttl > 55_000 && ttl <= 60_000, "the staged write kept the stage's TTL: {ttl}");
+    only_data(&mut con, "under the lock");
+
+    // Lapsed, nobody wrote since: the compare-and-set lets it through.
+    let (lease, _, _) = lock(&mut a, &id);
+    let _: () = con.del(keys.lock()).unwrap();
+    assert_eq!(a.commit(lease, big(b'2'), TTL).unwrap(), Committed::AfterLapse);
+    let env = stored(&mut a, &id);
+    assert_eq!((env.payload, env.revision), (big(b'2'), 2));
+    only_data(&mut con, "after a lapse");
+
+    // Lapsed, and another request wrote: refused, its stage deleted.
+    let (stale, _, _) = lock(&mut a, &id);
+    let _: () = con.del(keys.lock()).unwrap();
+    let mut b = store(&server, "lock_wait_ms=0");
+    let (fresh, _, _) = lock(&mut b, &id);
+    b.commit(fresh, b"small".to_vec(), TTL).unwrap();
+    assert!(matches!(
+        a.commit(stale, big(b'x'), TTL),
+        Err(Error::LockLost {
+            reason: LostReason::Changed,
+            ..
+        })
+    ));
+    assert_eq!(stored(&mut a, &id).payload, b"small");
+    only_data(&mut con, "after a refusal");
+
+    // Lapsed, and another request holds the lock: refused, the holder's
+    // lock untouched.
+    let (stale, _, _) = lock(&mut a, &id);
+    let _: () = con.del(keys.lock()).unwrap();
+    let (fresh, _, _) = lock(&mut b, &id);
+    assert!(matches!(
+        a.commit(stale, big(b'y'), TTL),
+        Err(Error::LockLost {
+            reason: LostReason::Taken,
+            ..
+        })
+    ));
+    b.commit(fresh, big(b'3'), TTL).unwrap();
+    assert_eq!(stored(&mut a, &id).payload, big(b'3'));
+    only_data(&mut con, "after the holder's write");
+}
+
 fn request_longer_than_the_lease_keeps_its_lock(server: &dyn Deployment) {
     // Before: a request that outlived lock_ttl_ms lost its lock and its
     // write, with no contention at all. The lease is renewed now.
@@ -830,6 +892,80 @@ fn create_refuses_to_overwrite(server: &dyn Deployment) {
         other => panic!("expected Collision, got {other:?}"),
     }
     assert_eq!(stored(&mut store, &id), first);
+}
+
+// ---------------------------------------------------------------- touch_interval
+
+/// Sets what is left of the session's lifetime, as time would have.
+fn age(con: &mut Client, keys: &SessionKeys, left_ms: i64) {
+    let set: bool = con.pexpire(keys.data(), left_ms).expect("PEXPIRE");
+    assert!(set, "no session to age");
+}
+
+#[test]
+fn an_unchanged_session_is_refreshed_only_once_its_lifetime_is_spent() {
+    let server = RedisServer::start();
+    let id = sid("touch-interval");
+    // A 60 s lifetime, refreshed once less than 40 s of it are left.
+    let mut s = store(&server, "touch_interval_ms=20000");
+    let mut con = Deployment::client(&server);
+    let keys = s.keys(&id);
+    let (lease, _, _) = lock(&mut s, &id);
+    s.commit(lease, b"kept".to_vec(), TTL).unwrap();
+    let revision = stored(&mut s, &id).revision;
+
+    // Fresh (50 s left): the touch releases the lock, nothing else.
+    age(&mut con, &keys, 50_000);
+    let (lease, _, _) = lock(&mut s, &id);
+    s.touch(lease, TTL).unwrap();
+    let left = pttl(&mut con, &keys.data());
+    assert!(
+        (40_000..=50_000).contains(&left),
+        "a fresh lifetime was refreshed: {left} ms left"
+    );
+    let locked: bool = con.exists(keys.lock()).expect("EXISTS");
+    assert!(!locked, "the touch did not release the lock");
+    let (lease, _, waited) = lock(&mut s, &id);
+    assert_eq!(waited, Duration::ZERO, "the next request waited for a lock");
+    s.release(lease).unwrap();
+
+    // The same when the lock came through the queue (`ACQUIRE`'s reply).
+    let (held, _, _) = lock(&mut s, &id);
+    let mut other = store(&server, "touch_interval_ms=20000");
+    let waiter_id = id.clone();
+    let waiter = thread::spawn(move || {
+        let (lease, _, waited) = lock(&mut other, &waiter_id);
+        other.touch(lease, TTL).expect("the waiter's touch");
+        waited
+    });
+    await_queued(&server, &mut con, &keys, 1);
+    s.release(held).unwrap();
+    assert!(waiter.join().expect("waiter thread") > Duration::ZERO);
+    let left = pttl(&mut con, &keys.data());
+    assert!(
+        (40_000..=50_000).contains(&left),
+        "a fresh lifetime was refreshed after a wait: {left} ms left"
+    );
+
+    // Spent past the interval (30 s left): refreshed to the whole lifetime.
+    age(&mut con, &keys, 30_000);
+    let (lease, _, _) = lock(&mut s, &id);
+    s.touch(lease, TTL).unwrap();
+    let left = pttl(&mut con, &keys.data());
+    assert!(left > 55_000, "a spent lifetime was not refreshed: {left} ms left");
+    assert_eq!(
+        stored(&mut s, &id).revision,
+        revision,
+        "an unchanged session was rewritten"
+    );
+
+    // touch_interval_ms=0: every touch refreshes.
+    let mut eager = store(&server, "touch_interval_ms=0");
+    age(&mut con, &keys, 50_000);
+    let (lease, _, _) = lock(&mut eager, &id);
+    eager.touch(lease, TTL).unwrap();
+    let left = pttl(&mut con, &keys.data());
+    assert!(left > 55_000, "touch_interval_ms=0 skipped a refresh: {left} ms left");
 }
 
 // ---------------------------------------------------------------- corrupt data

@@ -174,6 +174,15 @@ fn store(cluster: &RedisCluster) -> Store {
     Store::new(Config::parse(&format!("{}?{QUERY}", cluster.url())).expect("URL parses"))
 }
 
+/// A payload large enough to be staged rather than passed to the script.
+fn large_text(mark: &str) -> String {
+    mark.repeat(4096)
+}
+
+fn large(mark: &str) -> Vec<u8> {
+    large_text(mark).into_bytes()
+}
+
 fn payload(loaded: &Loaded) -> String {
     String::from_utf8_lossy(loaded.payload()).into_owned()
 }
@@ -193,8 +202,22 @@ fn seed(store: &mut Store, id: &SessionId, value: &str) {
         .expect("commit");
 }
 
-/// No lock, queue or wake list left: only the data key, wherever it is.
+/// No staged envelope left on any node: every commit moved its stage into
+/// place or deleted it.
+fn assert_unstaged(cluster: &RedisCluster, keys: &SessionKeys) {
+    let pattern = keys.stage("*");
+    for node in &cluster.nodes {
+        let left: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query(&mut con(node.port()))
+            .expect("KEYS");
+        assert!(left.is_empty(), "{left:?} left on node {}", node.port());
+    }
+}
+
+/// No lock, queue, wake list or stage left: only the data key, wherever it is.
 fn assert_tidy(cluster: &RedisCluster, keys: &SessionKeys) {
+    assert_unstaged(cluster, keys);
     for key in [keys.lock(), keys.queue(), keys.wake()] {
         for node in &cluster.nodes {
             assert!(
@@ -352,6 +375,20 @@ fn every_step_rides_out_a_slot_migration() {
     m.finish();
     assert_eq!(payload(&s.load(&id).expect("load")), "b");
 
+    // A large commit stages its envelope under a key of its own, new to
+    // the source, which a migrating node never takes: it rides the move
+    // out instead.
+    let (lease, _) = locked(s.lock(&id, OpenMode::CreateIfMissing).expect("lock"));
+    let m = Move::open(&cluster, &keys);
+    let done = m.finish_later();
+    s.commit(lease, large("b"), TTL)
+        .expect("the staged commit rides out the move");
+    done.join().expect("move finished");
+    assert_eq!(payload(&s.load(&id).expect("load")), large_text("b"));
+    assert_unstaged(&cluster, &keys);
+    let (lease, _) = locked(s.lock(&id, OpenMode::CreateIfMissing).expect("lock"));
+    s.commit(lease, b"b".to_vec(), TTL).expect("commit");
+
     // A waiter's ACQUIRE with all five keys on the source: the lock is
     // held by another token, the queue holds only an expired registration,
     // and registering must not stop the script halfway either.
@@ -394,4 +431,40 @@ fn every_step_rides_out_a_slot_migration() {
     }
     done.join().expect("move finished");
     assert_eq!(payload(&s.load(&id).expect("load")), "b");
+
+    // 6. Every key of the session has moved, the slot not yet handed over:
+    //    the source sends a large commit's staged SET and its script on with
+    //    ASK, and both go to the importing node in one pipeline, where the
+    //    script finds the stage and runs mid-move.
+    let id = sid(6);
+    let keys = s.keys(&id);
+    seed(&mut s, &id, "c");
+    let (lease, _) = locked(s.lock(&id, OpenMode::CreateIfMissing).expect("lock"));
+    let mut admin = con(cluster.nodes[cluster.primary_index(slot(keys.tag()))].port());
+    let _: () = redis::pipe()
+        .cmd("ZADD")
+        .arg(keys.queue())
+        .arg(1)
+        .arg("expired-waiter")
+        .ignore()
+        .cmd("RPUSH")
+        .arg(keys.wake())
+        .arg("1")
+        .ignore()
+        .query(&mut admin)
+        .expect("set up the keys");
+    let m = Move::open(&cluster, &keys);
+    m.migrate(&[keys.data(), keys.lock(), keys.queue(), keys.wake()]);
+    let before = s.round_trips();
+    s.commit(lease, large("d"), TTL)
+        .expect("the staged commit runs on the importing node");
+    assert_eq!(
+        s.round_trips() - before,
+        2,
+        "one send to the source, one ASKING pipeline to the importing node"
+    );
+    assert!(m.still_open(), "the commit did not run mid-move");
+    m.finish();
+    assert_eq!(payload(&s.load(&id).expect("load")), large_text("d"));
+    assert_unstaged(&cluster, &keys);
 }
