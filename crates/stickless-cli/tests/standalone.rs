@@ -371,6 +371,7 @@ fn check_passes_a_healthy_server_and_names_what_is_wrong() {
         .arg("+hdel")
         .arg("+pexpireat")
         .arg("+getrange")
+        .arg("+getex")
         .arg("+exists")
         .arg("+rename")
         .arg("+time")
