@@ -87,11 +87,14 @@ pub fn new_session(url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// `$_SESSION['n']` of session `sid`, read without a lock (0 when unset).
-pub fn final_count(url: &str, sid: &str) -> i64 {
+/// What `php_expr` echoes with session `sid` opened read-only (without a
+/// lock), trimmed.
+pub fn read_session(url: &str, sid: &str, php_expr: &str) -> String {
     let out = php_session(
         url,
-        &format!("session_id('{sid}'); session_start(['read_and_close' => true]); echo $_SESSION['n'] ?? 0;"),
+        &format!(
+            "session_id('{sid}'); session_start(['read_and_close' => true]); echo {php_expr};"
+        ),
     )
     .output()
     .expect("php runs");
@@ -100,10 +103,28 @@ pub fn final_count(url: &str, sid: &str) -> i64 {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `$_SESSION['n']` of session `sid`, read without a lock (0 when unset).
+pub fn final_count(url: &str, sid: &str) -> i64 {
+    read_session(url, sid, "$_SESSION['n'] ?? 0")
         .parse()
         .expect("a number")
+}
+
+/// Waits for every PHP process and asserts each exited 0 with nothing on
+/// stderr (a warning there is a refused or lost write).
+pub fn wait_clean(children: Vec<std::process::Child>) {
+    for child in children {
+        let out = child.wait_with_output().expect("php exits");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "exit {}: {stderr}",
+            out.status
+        );
+    }
 }
 
 /// Every command the Redis server on `port` executes, one MONITOR line each,

@@ -4,7 +4,7 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use stickless_e2e::{RedisServer, final_count, new_session, php_session};
+use stickless_e2e::{RedisServer, final_count, new_session, php_session, read_session, wait_clean};
 
 fn url(redis: &RedisServer, extra: &str) -> String {
     format!("redis://127.0.0.1:{}/0?prefix=conc:{extra}", redis.port())
@@ -23,25 +23,13 @@ fn incrementer(url: &str, sid: &str, hold_ms: u64) -> Child {
         .expect("php starts")
 }
 
-fn wait_all(children: Vec<Child>) {
-    for child in children {
-        let out = child.wait_with_output().expect("php exits");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stderr.is_empty(),
-            "exit {}: {stderr}",
-            out.status
-        );
-    }
-}
-
 #[test]
 fn twenty_processes_incrementing_one_session_lose_nothing() {
     let redis = RedisServer::start();
     let url = url(&redis, "&lock_wait_ms=20000");
     let sid = new_session(&url);
     let children = (0..20).map(|_| incrementer(&url, &sid, 0)).collect();
-    wait_all(children);
+    wait_clean(children);
     assert_eq!(final_count(&url, &sid), 20);
 }
 
@@ -51,10 +39,10 @@ fn four_waiters_behind_50ms_holds_lose_nothing_and_wait_only_for_the_holds() {
     let url = url(&redis, "&lock_wait_ms=20000");
     let sid = new_session(&url);
     // Warm up: load the scripts so that timing covers hand-offs only.
-    wait_all(vec![incrementer(&url, &sid, 0)]);
+    wait_clean(vec![incrementer(&url, &sid, 0)]);
     let started = Instant::now();
     let children = (0..5).map(|_| incrementer(&url, &sid, 50)).collect();
-    wait_all(children);
+    wait_clean(children);
     let elapsed = started.elapsed();
     assert_eq!(final_count(&url, &sid), 6, "an update was lost");
     // Five holds of 50 ms each are serialised by the lock.
@@ -93,18 +81,7 @@ fn await_line(child: &mut Child, line: &str) {
 
 /// The session's variables, read without a lock.
 fn variables(url: &str, sid: &str) -> String {
-    let out = php_session(
-        url,
-        &format!("session_id('{sid}'); session_start(['read_and_close' => true]); echo json_encode($_SESSION);"),
-    )
-    .output()
-    .expect("php runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    read_session(url, sid, "json_encode($_SESSION)")
 }
 
 /// A site that mixes modes: a locked request holds the session while a
@@ -168,7 +145,7 @@ fn a_merge_request_that_read_before_a_locked_write_replays_onto_it() {
         ),
     );
     await_line(&mut merger, "read");
-    wait_all(vec![
+    wait_clean(vec![
         php_session(
             &url,
             &format!(
@@ -181,7 +158,7 @@ fn a_merge_request_that_read_before_a_locked_write_replays_onto_it() {
         .expect("php starts"),
     ]);
     drop(merger.stdin.take());
-    wait_all(vec![merger]);
+    wait_clean(vec![merger]);
     let vars = variables(&url, &sid);
     assert!(
         vars.contains("\"n\":5") && vars.contains("\"by_merge\":1"),

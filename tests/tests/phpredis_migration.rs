@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 
-use stickless_e2e::{RedisServer, Stack, http_get, php, target_dir};
+use stickless_e2e::{RedisServer, Stack, http_get, php, target_dir, wait_clean};
 
 /// The phpredis builds to test against: the distribution's (5.3.7 on
 /// Debian 12, 6.2 on Debian 13), and 6.2 where `make phpredis6` built it.
@@ -269,18 +269,6 @@ fn spawn(mut cmd: Command) -> Child {
         .expect("php starts")
 }
 
-fn wait_ok(children: Vec<Child>) {
-    for child in children {
-        let out = child.wait_with_output().expect("php exits");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stderr.is_empty(),
-            "exit {}: {stderr}",
-            out.status
-        );
-    }
-}
-
 fn keys(redis: &RedisServer, pattern: &str) -> Vec<String> {
     let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}/", redis.port()))
         .and_then(|c| c.get_connection())
@@ -322,7 +310,7 @@ fn switching(build: Phpredis) {
             children.push(spawn(stickless_session(url, &increment(sid))));
         }
     }
-    wait_ok(children);
+    wait_clean(children);
     // Every pod on import now; every user has the session and every update.
     for sid in &sids {
         assert_eq!(
@@ -382,7 +370,7 @@ fn two_importers_racing_on_one_session_import_it_once() {
     let children = (0..8)
         .map(|_| spawn(stickless_session(&import, &increment(&sid))))
         .collect();
-    wait_ok(children);
+    wait_clean(children);
     assert_eq!(run(stickless_session(&import, &read_count(&sid))), "9 9");
     assert_eq!(
         keys(&redis, "stickless:*:data").len(),
@@ -444,7 +432,7 @@ fn on_a_cluster_the_import_moves_sessions_across_slots() {
         .iter()
         .flat_map(|sid| [0, 1].map(|_| spawn(stickless_session(&url, &increment(sid)))))
         .collect();
-    wait_ok(children);
+    wait_clean(children);
     for sid in &sids {
         assert_eq!(
             run(stickless_session(&url, &read_count(sid))),
@@ -511,7 +499,7 @@ fn a_compat_request_longer_than_its_lease_keeps_phpredis_out() {
         2500,
         &increment(&sid),
     ));
-    wait_ok(vec![long, phpredis]);
+    wait_clean(vec![long, phpredis]);
     assert_eq!(run(stickless_session(&compat, &read_count(&sid))), "3 3");
 }
 
