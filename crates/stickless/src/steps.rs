@@ -11,6 +11,7 @@ use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::keeper::Claim;
 use crate::keys::SessionKeys;
+use crate::route::Op;
 use crate::scripts::{
     ABANDON_SCRIPT, ACQUIRE_SCRIPT, AcquireReply, COMMIT_SCRIPT, Call, CommitReply, DESTROY_SCRIPT,
     RELEASE_SCRIPT, RENEW_SCRIPT, TOUCH_SCRIPT,
@@ -84,6 +85,26 @@ pub(crate) struct CommitStep {
     /// Sent instead of `first` on a later attempt: the first send may have
     /// been applied already (see `COMMIT`).
     pub resend: Call,
+}
+
+impl CommitStep {
+    /// What the driver sends: the script alone, or staged with its `SET`;
+    /// `then` (a `WAIT`) pipelined after it either way.
+    pub fn op<'a>(&'a self, then: Option<&'a Cmd>) -> Op<'a> {
+        match &self.stage {
+            Some(stage) => Op::Staged {
+                stage,
+                first: &self.first,
+                resend: &self.resend,
+                then,
+            },
+            None => Op::Call {
+                first: &self.first,
+                resend: &self.resend,
+                then,
+            },
+        }
+    }
 }
 
 /// How often a commit is sent again whose staged envelope was gone when

@@ -383,19 +383,7 @@ impl Store {
         let wait = steps::replica_wait(s);
         let started = Instant::now();
         for _ in 0..steps::STAGE_TRIES {
-            let op = match &step.stage {
-                Some(stage) => Op::Staged {
-                    stage,
-                    first: &step.first,
-                    resend: &step.resend,
-                    then: wait.as_ref(),
-                },
-                None => Op::Call {
-                    first: &step.first,
-                    resend: &step.resend,
-                    then: wait.as_ref(),
-                },
-            };
+            let op = step.op(wait.as_ref());
             let ran = self.run_script(&lease.keys, op, wait.is_some()).await?;
             let Some(outcome) = steps::committed(&lease, &ran.value.0).transpose() else {
                 continue;
