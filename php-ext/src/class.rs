@@ -15,7 +15,6 @@ use ext_php_rs::ffi::{
 use ext_php_rs::flags::DataType;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
-use stickless::Config;
 
 use crate::handler::{Handler, Warning, reported};
 use crate::{ffi, guard, ini};
@@ -77,28 +76,20 @@ impl SessionHandler {
     /// the same URL and options as `session.save_path`; options in the array
     /// override both ini and the URL query.
     pub fn __construct(save_path: String, options: Option<&ZendHashTable>) -> PhpResult<Self> {
-        crate::masking::mask(&save_path, stickless::config::redact(&save_path));
-        let mut settings = ini::settings()
-            .map_err(|e| PhpException::from_message(format!("stickless: ini: {e}")))?;
-        let mut config = Config::parse_with(&save_path, settings.clone())
-            .map_err(|e| PhpException::from_message(format!("stickless: {e}")))?;
-        if let Some(options) = options {
-            settings = config.settings;
-            for (key, value) in options {
-                let name = key.to_string();
-                let value = option_value(value).ok_or_else(|| {
-                    PhpException::from_message(format!(
-                        "stickless: option `{name}` must be a string, int or bool"
-                    ))
-                })?;
-                settings
-                    .set(&name, &value)
-                    .map_err(|e| PhpException::from_message(format!("stickless: {e}")))?;
-            }
-            config.settings = settings;
+        let mut set = Vec::new();
+        for (key, value) in options.into_iter().flatten() {
+            let name = key.to_string();
+            let value = option_value(value).ok_or_else(|| {
+                PhpException::from_message(format!(
+                    "stickless: option `{name}` must be a string, int or bool"
+                ))
+            })?;
+            set.push((name, value));
         }
+        let config = ini::config_with(&save_path, &set)
+            .map_err(|Warning(w)| PhpException::from_message(format!("stickless: {w}")))?;
         Ok(Self {
-            inner: ManuallyDrop::new(Handler::new(config)),
+            inner: ManuallyDrop::new(Handler::new(&config)),
         })
     }
 

@@ -102,6 +102,9 @@ pub struct Handler {
     active: Rc<RefCell<Active>>,
     /// IDs made by create_sid in this request.
     created: Vec<SessionId>,
+    /// The configuration `store` was last checked against: the same `Rc`
+    /// again (the ini cache's) needs no comparison.
+    checked: Option<Rc<Config>>,
 }
 
 fn parse_id(raw: &[u8]) -> Result<SessionId, Warning> {
@@ -113,11 +116,12 @@ fn parse_id(raw: &[u8]) -> Result<SessionId, Warning> {
 
 impl Handler {
     /// A handler for `config`; no I/O.
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: &Config) -> Self {
         Self {
             store: stores::shared(config),
             active: Rc::new(RefCell::new(Active::Idle)),
             created: Vec::new(),
+            checked: None,
         }
     }
 
@@ -128,11 +132,19 @@ impl Handler {
 
     /// Swaps in a new configuration (ini_set between session starts, another
     /// pool's settings): the worker's store for it.
-    pub fn reconfigure(&mut self, config: Config) {
-        if *self.store.borrow().config() != config {
-            self.end_quietly();
-            self.store = stores::shared(config);
+    pub fn reconfigure(&mut self, config: Rc<Config>) {
+        if self
+            .checked
+            .as_ref()
+            .is_some_and(|c| Rc::ptr_eq(c, &config))
+        {
+            return;
         }
+        if *self.store.borrow().config() != *config {
+            self.end_quietly();
+            self.store = stores::shared(&config);
+        }
+        self.checked = Some(config);
     }
 
     /// The session state, left idle.

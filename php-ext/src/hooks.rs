@@ -75,11 +75,6 @@ fn ttl(maxlifetime: zend_long) -> Duration {
     Duration::from_secs(u64::try_from(maxlifetime).unwrap_or(0).max(1))
 }
 
-fn configure(save_path: &str) -> Result<Config, Warning> {
-    crate::masking::mask(save_path, stickless::config::redact(save_path));
-    ini::config(save_path)
-}
-
 unsafe extern "C" fn open(
     mod_data: ModData,
     save_path: *const c_char,
@@ -94,7 +89,7 @@ unsafe extern "C" fn open(
                 .to_string_lossy()
                 .into_owned()
         };
-        let config = match configure(&path) {
+        let config = match ini::config(&path) {
             Ok(c) => c,
             Err(Warning(w)) => {
                 warn(&format!("session.save_path: {w}"));
@@ -106,10 +101,8 @@ unsafe extern "C" fn open(
             let Ok(mut slot) = cell.try_borrow_mut() else {
                 return FAILURE;
             };
-            match slot.as_mut() {
-                Some(handler) => handler.reconfigure(config),
-                None => *slot = Some(Handler::new(config)),
-            }
+            slot.get_or_insert_with(|| Handler::new(&config))
+                .reconfigure(config);
             // SAFETY: PHP passes &PS(mod_data).
             unsafe { *mod_data = (&raw const MOD_DATA_MARKER).cast_mut().cast::<c_void>() };
             SUCCESS

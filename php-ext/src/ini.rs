@@ -1,7 +1,10 @@
 //! `stickless.*` ini entries: registered from the core crate's defaults
 //! table, read back by name when a session opens.
 
+use std::cell::OnceCell;
 use std::ffi::{CStr, CString, c_int};
+use std::ptr::NonNull;
+use std::rc::Rc;
 
 use ext_php_rs::ffi::{
     executor_globals, php_output_write, sapi_module, zend_hash_str_find, zend_ini_entry,
@@ -152,12 +155,81 @@ pub fn settings() -> Result<Settings, ConfigError> {
     settings_from(&raw_values())
 }
 
+/// An ini entry, found by name once: the engine keeps its entries for the
+/// life of the process (of the thread, in ZTS), and `ini_set` and the
+/// end-of-request restore only swap the value inside. Reading the value in
+/// place costs no lookup and no copy, which matters because every session
+/// start compares every `stickless.*` value with the ones the
+/// configuration was built from.
+#[derive(Clone, Copy)]
+struct Entry(NonNull<zend_ini_entry>);
+
+impl Entry {
+    fn find(name: &str) -> Option<Self> {
+        // SAFETY: only called inside a request, when EG(ini_directives)
+        // maps names to live zend_ini_entry pointers.
+        unsafe {
+            let table = executor_globals.ini_directives;
+            if table.is_null() {
+                return None;
+            }
+            let zv = zend_hash_str_find(table, name.as_ptr().cast(), name.len()).as_ref()?;
+            NonNull::new(zv.value.ptr.cast::<zend_ini_entry>()).map(Self)
+        }
+    }
+
+    /// The current value; read it before anything can call `ini_set`.
+    fn value(&self) -> Option<&[u8]> {
+        // SAFETY: the entry lives as long as the process; its value is a
+        // live zend_string (or null) until the next ini change, and the
+        // caller compares or copies it right away.
+        unsafe {
+            let value = self.0.as_ref().value.cast::<ZendStr>().as_ref()?;
+            Some(value.as_bytes())
+        }
+    }
+}
+
+thread_local! {
+    /// The `stickless.*` entries in `DEFAULTS` order; empty until the
+    /// first session start of the process.
+    static OPTIONS: OnceCell<Vec<Option<Entry>>> = const { OnceCell::new() };
+}
+
+/// Runs `f` on the `stickless.*` entries in `DEFAULTS` order.
+fn with_options<T>(f: impl FnOnce(&[Option<Entry>]) -> T) -> T {
+    let find = || -> Vec<Option<Entry>> {
+        DEFAULTS
+            .iter()
+            .map(|(name, _)| Entry::find(&format!("stickless.{name}")))
+            .collect()
+    };
+    // SAFETY: reading a pointer of the engine's globals.
+    if unsafe { executor_globals.ini_directives }.is_null() {
+        // Outside the engine's life: nothing to keep.
+        return f(&find());
+    }
+    OPTIONS.with(|cell| f(cell.get_or_init(find)))
+}
+
 /// The `stickless.*` ini values as written, in `DEFAULTS` order.
 fn raw_values() -> Vec<Option<String>> {
-    DEFAULTS
-        .iter()
-        .map(|(name, _)| string(&format!("stickless.{name}")))
-        .collect()
+    with_options(|entries| {
+        entries
+            .iter()
+            .map(|e| e.and_then(|e| e.value().map(|v| String::from_utf8_lossy(v).into_owned())))
+            .collect()
+    })
+}
+
+/// Whether the `stickless.*` values are still `raw`, compared in place.
+fn values_are(raw: &[Option<String>]) -> bool {
+    with_options(|entries| {
+        entries.len() == raw.len()
+            && entries.iter().zip(raw).all(|(entry, was)| {
+                entry.as_ref().and_then(Entry::value) == was.as_deref().map(str::as_bytes)
+            })
+    })
 }
 
 fn settings_from(raw: &[Option<String>]) -> Result<Settings, ConfigError> {
@@ -170,43 +242,70 @@ fn settings_from(raw: &[Option<String>]) -> Result<Settings, ConfigError> {
     Ok(settings)
 }
 
-/// The last configuration built, with what it was built from.
+/// Configurations kept built; a worker sees one or two (the native
+/// handler's, an object handler's).
+const MAX_BUILT: usize = 4;
+
+/// A configuration built, with what it was built from.
 struct Built {
     save_path: String,
+    options: Vec<(String, String)>,
     raw: Vec<Option<String>>,
-    config: Config,
+    config: Rc<Config>,
 }
 
 thread_local! {
-    static LAST: RefCell<Option<Built>> = const { RefCell::new(None) };
+    static BUILT: RefCell<Vec<Built>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The configuration for `save_path` and the current `stickless.*` ini
 /// values. Built once per distinct input in a worker: parsing reads
-/// `file:` secrets and decodes keys, which has no place on every request.
+/// `file:` secrets and decodes keys, which has no place on every request;
+/// while the input stays the same, every call returns the same `Rc`.
 /// (A worker therefore sees a changed secret file when it restarts.)
-pub fn config(save_path: &str) -> Result<Config, Warning> {
-    let raw = raw_values();
-    let cached = LAST.with(|last| {
-        let last = last.try_borrow().ok()?;
-        let built = last.as_ref()?;
-        (built.save_path == save_path && built.raw == raw).then(|| built.config.clone())
+pub fn config(save_path: &str) -> Result<Rc<Config>, Warning> {
+    config_with(save_path, &[])
+}
+
+/// [`config`] with `options` (name, value) set over the ini values and the
+/// URL's query: `new Stickless\SessionHandler($path, $options)`, which a
+/// framework calls on every request.
+pub fn config_with(save_path: &str, options: &[(String, String)]) -> Result<Rc<Config>, Warning> {
+    let cached = BUILT.with(|built| {
+        let built = built.try_borrow().ok()?;
+        built
+            .iter()
+            .find(|b| b.save_path == save_path && b.options == options && values_are(&b.raw))
+            .map(|b| Rc::clone(&b.config))
     });
     if let Some(config) = cached {
         return Ok(config);
     }
+    crate::masking::mask(save_path, redact(save_path));
     let refused = |why: String| {
         crate::stats::count(&stickless::metrics::Event::Error("config"));
         Warning(why)
     };
+    let raw = raw_values();
     let settings = settings_from(&raw).map_err(|e| refused(format!("ini: {e}")))?;
-    let config = Config::parse_with(save_path, settings).map_err(|e| refused(e.to_string()))?;
-    LAST.with(|last| {
-        if let Ok(mut last) = last.try_borrow_mut() {
-            *last = Some(Built {
+    let mut config = Config::parse_with(save_path, settings).map_err(|e| refused(e.to_string()))?;
+    for (name, value) in options {
+        config
+            .settings
+            .set(name, value)
+            .map_err(|e| refused(e.to_string()))?;
+    }
+    let config = Rc::new(config);
+    BUILT.with(|built| {
+        if let Ok(mut built) = built.try_borrow_mut() {
+            if built.len() >= MAX_BUILT {
+                built.remove(0);
+            }
+            built.push(Built {
                 save_path: save_path.to_owned(),
+                options: options.to_vec(),
                 raw,
-                config: config.clone(),
+                config: Rc::clone(&config),
             });
         }
     });

@@ -23,14 +23,14 @@ thread_local! {
 }
 
 /// The worker's store for `config`, opened (without I/O) if it has none.
-pub fn shared(config: Config) -> Shared {
+pub fn shared(config: &Config) -> Shared {
     POOL.with(|pool| {
         let Ok(mut pool) = pool.try_borrow_mut() else {
-            return Rc::new(RefCell::new(Store::new(config)));
+            return Rc::new(RefCell::new(Store::new(config.clone())));
         };
         if let Some(store) = pool
             .iter()
-            .find(|s| s.try_borrow().is_ok_and(|s| *s.config() == config))
+            .find(|s| s.try_borrow().is_ok_and(|s| s.config() == config))
         {
             return Rc::clone(store);
         }
@@ -39,7 +39,7 @@ pub fn shared(config: Config) -> Shared {
         {
             pool.remove(unused);
         }
-        let store = Rc::new(RefCell::new(Store::new(config)));
+        let store = Rc::new(RefCell::new(Store::new(config.clone())));
         pool.push(Rc::clone(&store));
         store
     })

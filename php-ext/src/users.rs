@@ -61,7 +61,7 @@ fn with_store<T>(f: impl FnOnce(&mut Store) -> Result<T, Error>) -> PhpResult<T>
             let path = ini::string("session.save_path").unwrap_or_default();
             let config = ini::config(&path)
                 .map_err(|Warning(w)| failed(format!("session.save_path: {w}")))?;
-            stores::shared(config)
+            stores::shared(&config)
         }
     };
     let mut store = store

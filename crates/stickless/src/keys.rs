@@ -40,8 +40,14 @@ impl SessionKeys {
         hasher.update(DOMAIN);
         hasher.update(id.expose().as_bytes());
         let digest = hasher.finalize();
-        let tag = hex::encode(&digest[..TAG_BYTES]);
-        let base = format!("{prefix}{{{tag}}}");
+        let mut tag = [0u8; 2 * TAG_BYTES];
+        // Cannot fail: the buffer is exactly twice the input.
+        let _ = hex::encode_to_slice(&digest[..TAG_BYTES], &mut tag);
+        let mut base = String::with_capacity(prefix.len() + tag.len() + 2);
+        base.push_str(prefix);
+        base.push('{');
+        base.extend(tag.iter().map(|&b| char::from(b)));
+        base.push('}');
         Self {
             tag_start: prefix.len(),
             base,
@@ -94,6 +100,15 @@ impl SessionKeys {
         })
     }
 
+    /// `base` and `suffix`: key names are made on every step, and
+    /// `format!` costs several times this.
+    fn with(&self, suffix: &str) -> String {
+        let mut key = String::with_capacity(self.base.len() + suffix.len() + 40);
+        key.push_str(&self.base);
+        key.push_str(suffix);
+        key
+    }
+
     /// The prefix the keys were derived under.
     pub(crate) fn prefix(&self) -> &str {
         &self.base[..self.tag_start]
@@ -107,7 +122,7 @@ impl SessionKeys {
     /// The envelope holding the session payload.
     pub fn data(&self) -> String {
         match &self.legacy {
-            None => format!("{}:data", self.base),
+            None => self.with(":data"),
             Some(key) => key.to_string(),
         }
     }
@@ -115,7 +130,7 @@ impl SessionKeys {
     /// The lock, whose value is the owner's token.
     pub fn lock(&self) -> String {
         match &self.legacy {
-            None => format!("{}:lock", self.base),
+            None => self.with(":lock"),
             Some(key) => format!("{key}_LOCK"),
         }
     }
@@ -123,13 +138,13 @@ impl SessionKeys {
     /// The registered waiters: a sorted set of tokens scored by the server
     /// time (ms) until which each counts as alive.
     pub fn queue(&self) -> String {
-        format!("{}:queue", self.base)
+        self.with(":queue")
     }
 
     /// The wake-up list every waiter blocks on; a hand-off pushes one baton
     /// to it, and Redis gives it to the longest-blocked live client.
     pub fn wake(&self) -> String {
-        format!("{}:wake", self.base)
+        self.with(":wake")
     }
 
     /// Where the request holding `token` stages its next envelope: a plain
@@ -137,13 +152,15 @@ impl SessionKeys {
     /// One per token, so a lapsed writer and the lock's new holder never
     /// share one.
     pub fn stage(&self, token: &str) -> String {
-        format!("{}:stage:{token}", self.base)
+        let mut key = self.with(":stage:");
+        key.push_str(token);
+        key
     }
 
     /// Tokens of requests that gave up on the server (see `ABANDON`): a lock
     /// held by one of them is free.
     pub fn void(&self) -> String {
-        format!("{}:void", self.base)
+        self.with(":void")
     }
 }
 

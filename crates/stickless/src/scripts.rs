@@ -299,19 +299,44 @@ impl Call {
         }
     }
 
-    pub(crate) fn key(mut self, key: impl ToRedisArgs) -> Self {
-        self.keys.extend(key.to_redis_args());
+    /// Key names are built per call, so they are taken as they are made
+    /// rather than copied.
+    pub(crate) fn key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.keys.push(key.into());
         self
     }
 
     pub(crate) fn arg(mut self, arg: impl ToRedisArgs) -> Self {
-        self.args.extend(arg.to_redis_args());
+        arg.write_redis_args(&mut self.args);
         self
+    }
+
+    /// This call with argument `index` (0-based, after the keys) set to
+    /// `value`: the variant a step sends on a later attempt.
+    pub(crate) fn with_arg(&self, index: usize, value: impl ToRedisArgs) -> Self {
+        let mut args = Vec::with_capacity(self.args.len());
+        args.extend_from_slice(&self.args[..index.min(self.args.len())]);
+        value.write_redis_args(&mut args);
+        args.extend_from_slice(self.args.get(index + 1..).unwrap_or_default());
+        Self {
+            script: self.script,
+            keys: self.keys.clone(),
+            args,
+        }
     }
 
     /// The `EVALSHA` of this call.
     pub(crate) fn cmd(&self) -> Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
+        let len = self.keys.len() + self.args.len() + 3;
+        let bytes = 64
+            + self
+                .keys
+                .iter()
+                .chain(&self.args)
+                .map(Vec::len)
+                .sum::<usize>();
+        let mut cmd = Cmd::with_capacity(len, bytes);
+        cmd.arg("EVALSHA");
         cmd.arg(self.script.get_hash())
             .arg(self.keys.len())
             .arg(&self.keys)
@@ -383,6 +408,101 @@ pub enum DestroyReply {
 /// reply may carry session data, which must not reach a warning or a log.
 fn bad(what: &str, v: &Value) -> Error {
     Error::Protocol(format!("{what}: got {}", shape(v)))
+}
+
+/// What a reply looks like, two levels deep and without its contents:
+/// taken (without allocating) before a reply is consumed, and printed like
+/// [`shape`] only if the reply turns out to be wrong.
+#[derive(Clone, Copy)]
+pub(crate) struct Shape {
+    top: Kind,
+    items: [Kind; 4],
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Absent,
+    Nil,
+    Int,
+    Bulk(usize),
+    Status,
+    Array(usize),
+    /// An error reply, with the first bytes of its code.
+    Error([u8; 16], u8),
+    Other,
+}
+
+impl Kind {
+    fn of(v: &Value) -> Self {
+        match v {
+            Value::Nil => Self::Nil,
+            Value::Int(_) => Self::Int,
+            Value::BulkString(b) => Self::Bulk(b.len()),
+            Value::SimpleString(_) | Value::Okay => Self::Status,
+            Value::Array(items) => Self::Array(items.len()),
+            Value::ServerError(e) => {
+                let code = e.code().as_bytes();
+                let mut kept = [0; 16];
+                let n = code.len().min(kept.len());
+                kept[..n].copy_from_slice(&code[..n]);
+                Self::Error(kept, n as u8)
+            }
+            _ => Self::Other,
+        }
+    }
+}
+
+impl Shape {
+    pub(crate) fn of(v: &Value) -> Self {
+        let mut items = [Kind::Absent; 4];
+        if let Value::Array(children) = v
+            && children.len() <= items.len()
+        {
+            for (kind, child) in items.iter_mut().zip(children) {
+                *kind = Kind::of(child);
+            }
+        }
+        Self {
+            top: Kind::of(v),
+            items,
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Absent => Ok(()),
+            Self::Nil => f.write_str("nil"),
+            Self::Int => f.write_str("an integer"),
+            Self::Bulk(len) => write!(f, "a {len}-byte string"),
+            Self::Status => f.write_str("a status"),
+            Self::Array(len) => write!(f, "an array of {len}"),
+            Self::Error(code, n) => {
+                let code = &code[..usize::from(*n)];
+                write!(f, "error {}", String::from_utf8_lossy(code))
+            }
+            Self::Other => f.write_str("an unexpected type"),
+        }
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.top {
+            Kind::Array(len) if len <= self.items.len() => {
+                f.write_str("[")?;
+                for (i, kind) in self.items[..len].iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    kind.fmt(f)?;
+                }
+                f.write_str("]")
+            }
+            top => top.fmt(f),
+        }
+    }
 }
 
 /// What a reply looks like, without its contents.
@@ -510,6 +630,33 @@ mod tests {
     }
     fn bulk(b: &[u8]) -> Value {
         Value::BulkString(b.to_vec())
+    }
+
+    #[test]
+    fn a_shape_taken_up_front_prints_like_the_reply_it_was_taken_from() {
+        let error = || redis::parse_redis_value(b"-NOSCRIPT No matching script\r\n").unwrap();
+        let replies = [
+            Value::Nil,
+            Value::Int(3),
+            bulk(b"secret"),
+            Value::Okay,
+            arr(vec![Value::Int(1), bulk(b"abc"), Value::Nil]),
+            arr(vec![arr(vec![Value::Nil]), Value::Int(1)]),
+            arr(vec![Value::Nil; 5]),
+            arr(vec![]),
+            error(),
+        ];
+        for reply in &replies {
+            let printed = Shape::of(reply).to_string();
+            assert!(!printed.contains("secret") && !printed.contains("abc"));
+            match reply {
+                // One level less deep than `shape`: nested arrays by length.
+                Value::Array(items) if items.iter().any(|i| matches!(i, Value::Array(_))) => {
+                    assert_eq!(printed, "[an array of 1, an integer]")
+                }
+                _ => assert_eq!(printed, shape(reply)),
+            }
+        }
     }
 
     #[test]

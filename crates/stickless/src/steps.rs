@@ -126,31 +126,31 @@ pub(crate) fn commit(lease: &Lease, envelope: &[u8], ttl: Duration, s: &Settings
         set.arg(key).arg(envelope).arg("PX").arg(ms(stage_ttl(s)));
         set
     });
-    let call = |resent: bool| {
-        let call = Call::new(&COMMIT_SCRIPT)
-            .key(keys.data())
-            .key(keys.lock())
-            .key(keys.queue())
-            .key(keys.wake());
-        let call = match &stage_key {
-            Some(key) => call.key(key),
-            None => call,
-        };
-        let call = call
-            .arg(lease.token.as_str())
-            .arg(ms(ttl))
-            .arg(ms(claim_window(s)))
-            .arg(lease.stamp.as_slice())
-            .arg(u8::from(resent));
-        match stage_key {
-            Some(_) => call,
-            None => call.arg(envelope),
-        }
+    let call = Call::new(&COMMIT_SCRIPT)
+        .key(keys.data())
+        .key(keys.lock())
+        .key(keys.queue())
+        .key(keys.wake());
+    let call = match &stage_key {
+        Some(key) => call.key(key.as_str()),
+        None => call,
     };
+    // The `resent` flag is argument 4.
+    let first = call
+        .arg(lease.token.as_str())
+        .arg(ms(ttl))
+        .arg(ms(claim_window(s)))
+        .arg(lease.stamp.as_slice())
+        .arg(0u8);
+    let first = match stage_key {
+        Some(_) => first,
+        None => first.arg(envelope),
+    };
+    let resend = first.with_arg(4, 1u8);
     CommitStep {
         stage,
-        first: call(false),
-        resend: call(true),
+        first,
+        resend,
     }
 }
 
@@ -385,7 +385,7 @@ pub(crate) fn unstaged(server: &str, lease: &Lease, elapsed: Duration) -> Error 
 /// A reply as the type a step expects; anything else is a protocol error
 /// that describes the reply's shape, never its bytes.
 pub(crate) fn reply_as<T: redis::FromRedisValue>(what: &str, value: Value) -> Result<T, Error> {
-    let shape = crate::scripts::shape(&value);
+    let shape = crate::scripts::Shape::of(&value);
     redis::from_redis_value(value)
         .map_err(|_| Error::Protocol(format!("{what}: unexpected reply, got {shape}")))
 }
