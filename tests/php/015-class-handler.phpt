@@ -30,6 +30,19 @@ session_id($new);
 session_start();
 var_dump($_SESSION['user'], session_destroy(), redis('EXISTS', data_key($new)));
 var_dump($handler->gc(1440));
+// A handler object per request, as frameworks make them: each set of
+// options has its own configuration, however often the objects are made.
+foreach (['obj-a:', 'obj-b:', 'obj-a:'] as $prefix) {
+    $h = new Stickless\SessionHandler(test_url(), ['prefix' => $prefix]);
+    $h->open('', 'PHPSESSID');
+    $sid = $h->create_sid();
+    $h->read($sid);
+    $h->write($sid, "p|s:6:\"$prefix\";");
+    $h->close();
+    $tag = substr(hash('sha256', "stickless/session-key/v1\0" . $sid), 0, 32);
+    var_dump(redis('GET', "{$prefix}{{$tag}}:data") !== null);
+    redis('DEL', "{$prefix}{{$tag}}:data");
+}
 try {
     new Stickless\SessionHandler('bogus://x');
 } catch (Exception $e) {
@@ -49,4 +62,7 @@ string(3) "ann"
 bool(true)
 int(0)
 int(0)
+bool(true)
+bool(true)
+bool(true)
 Exception: stickless: save_path scheme `bogus` is not supported; use redis://, rediss://, redis+cluster://, redis+sentinel:// (each also as rediss+...) or unix:///path/to/redis.sock

@@ -1,5 +1,5 @@
 --TEST--
-stickless.* ini settings apply, and query parameters in save_path override them
+stickless.* ini settings apply, also when changed at run time, and query parameters in save_path override them
 --INI--
 error_reporting=-1
 stickless.prefix=from-ini:
@@ -30,10 +30,27 @@ var_dump($ttl > 2000 && $ttl <= 3000);
 $_SESSION['x'] = 1;
 session_write_close();
 var_dump(redis('EXISTS', "from-url:{{$tag}}:data"));
-redis('DEL', "from-ini:{{$tag}}:data", "from-url:{{$tag}}:data");
+
+// The same save_path again, with an ini value changed and then changed back:
+// the configuration built for each set of values is reused, never a stale one.
+ini_set('session.save_path', getenv('STICKLESS_TEST_URL'));
+foreach (['from-set:', 'from-ini:'] as $prefix) {
+    ini_set('stickless.prefix', $prefix);
+    session_id(TEST_SID);
+    session_start();
+    var_dump(redis('PTTL', "{$prefix}{{$tag}}:lock") > 0);
+    $_SESSION['x'] = $prefix;
+    session_write_close();
+    var_dump(redis('GET', "{$prefix}{{$tag}}:data") !== null);
+}
+redis('DEL', "from-ini:{{$tag}}:data", "from-url:{{$tag}}:data", "from-set:{{$tag}}:data");
 ?>
 --EXPECT--
 bool(true)
 int(1)
 bool(true)
 int(1)
+bool(true)
+bool(true)
+bool(true)
+bool(true)
