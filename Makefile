@@ -16,6 +16,7 @@
 #   make bench-smoke  the same for a few seconds per handler, and stickless on a 2-primary cluster (part of make test)
 #   make phpredis6  phpredis 6.2 for the installed PHP -> target/phpredis/ (scripts/build-phpredis.sh)
 #   make bench-cycle  µs per session_start+write cycle: stickless vs phpredis (locking on)
+#   make bench-insn   user-space instructions per such cycle (callgrind; installs valgrind)
 #   make fuzz    every fuzz target for 60 s (scripts/fuzz.sh; installs cargo-fuzz)
 #   make fuzz-smoke  the same for 10 s each (CI)
 #   make test-trixie  the extension and its PHP-facing tests on Debian 13 (PHP 8.4,
@@ -32,7 +33,7 @@
 
 EXT := target/release/libstickless_php.so
 
-.PHONY: all deps build demo up down status test bench bench-smoke bench-cycle fuzz fuzz-smoke fmt lint k8s-validate \
+.PHONY: all deps build demo up down status test bench bench-smoke bench-cycle bench-insn fuzz fuzz-smoke fmt lint k8s-validate \
 	test-trixie test-sid ci-trixie phpredis6 platform-tests platform-ci platform-check platform-build
 
 all: build
@@ -79,6 +80,11 @@ phpredis6: deps
 
 bench-cycle: build
 	bash benches/cli-cycle.sh
+
+# valgrind only for this target: nothing else needs it.
+bench-insn: build
+	EXTRA_PACKAGES=valgrind bash scripts/install-deps.sh
+	bash benches/cycle-instructions.sh
 
 fuzz:
 	bash scripts/fuzz.sh 60
