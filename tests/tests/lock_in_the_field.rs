@@ -290,6 +290,55 @@ fn sigkilled_holder_frees_its_session_and_the_next_request_succeeds_within_12_s(
 }
 
 #[test]
+fn a_sigkilled_merge_mode_request_leaves_nothing_behind_and_loses_no_other_write() {
+    // Merge mode takes no lock, so a worker killed between its read and
+    // its write must leave no key that makes anyone wait, and the
+    // session as the last completed request left it.
+    let redis = RedisServer::start();
+    let url = format!(
+        "redis://127.0.0.1:{}/0?prefix=field-merge:&concurrency=merge",
+        redis.port()
+    );
+    let sid = new_session(&url);
+    let keys = keys("field-merge:", &sid);
+    let (ok, _, stderr) = one_request(&url, &sid);
+    assert!(ok, "{stderr}");
+    let mut con = redis.client();
+    let before: Vec<u8> = con.get(keys.data()).expect("GET");
+    let (mut killed, _out) = holder(&url, &sid, Duration::from_secs(60));
+    assert!(
+        !con.exists::<_, bool>(keys.lock()).expect("EXISTS"),
+        "a merge read locked"
+    );
+    killed.kill().expect("SIGKILL");
+    let _ = killed.wait();
+    let after: Vec<u8> = con.get(keys.data()).expect("GET");
+    assert_eq!(after, before, "the killed request changed the session");
+
+    // Neither a merge-mode request nor a locked one waits for it.
+    let locked = url.replace("&concurrency=merge", "");
+    for (mode, url) in [("merge", url.as_str()), ("lock", locked.as_str())] {
+        let started = Instant::now();
+        let (ok, ms, stderr) = one_request(url, &sid);
+        assert!(ok, "{mode}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2) && ms < 500,
+            "{mode}: waited {ms} ms in session_start after a killed merge-mode request"
+        );
+    }
+    let count = php_session(
+        &url,
+        &format!(
+            "session_id('{sid}'); session_start(['read_and_close' => true]); echo $_SESSION['n'];"
+        ),
+    )
+    .output()
+    .expect("php runs");
+    // Made with 0; one increment before the kill, two after it.
+    assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "3");
+}
+
+#[test]
 fn three_sigkilled_waiters_do_not_make_later_requests_wait() {
     // Before: a waiter killed while queued stayed in the queue; each later
     // hand-off went to it and burnt a 2 s claim window, even for
