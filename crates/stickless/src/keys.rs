@@ -100,12 +100,13 @@ impl SessionKeys {
         })
     }
 
-    /// `base` and `suffix`: key names are made on every step, and
+    /// `base`, `suffix` and `tail`: key names are made on every step, and
     /// `format!` costs several times this.
-    fn with(&self, suffix: &str) -> String {
-        let mut key = String::with_capacity(self.base.len() + suffix.len() + 40);
+    fn with(&self, suffix: &str, tail: &str) -> String {
+        let mut key = String::with_capacity(self.base.len() + suffix.len() + tail.len());
         key.push_str(&self.base);
         key.push_str(suffix);
+        key.push_str(tail);
         key
     }
 
@@ -122,7 +123,7 @@ impl SessionKeys {
     /// The envelope holding the session payload.
     pub fn data(&self) -> String {
         match &self.legacy {
-            None => self.with(":data"),
+            None => self.with(":data", ""),
             Some(key) => key.to_string(),
         }
     }
@@ -130,7 +131,7 @@ impl SessionKeys {
     /// The lock, whose value is the owner's token.
     pub fn lock(&self) -> String {
         match &self.legacy {
-            None => self.with(":lock"),
+            None => self.with(":lock", ""),
             Some(key) => format!("{key}_LOCK"),
         }
     }
@@ -138,13 +139,13 @@ impl SessionKeys {
     /// The registered waiters: a sorted set of tokens scored by the server
     /// time (ms) until which each counts as alive.
     pub fn queue(&self) -> String {
-        self.with(":queue")
+        self.with(":queue", "")
     }
 
     /// The wake-up list every waiter blocks on; a hand-off pushes one baton
     /// to it, and Redis gives it to the longest-blocked live client.
     pub fn wake(&self) -> String {
-        self.with(":wake")
+        self.with(":wake", "")
     }
 
     /// Where the request holding `token` stages its next envelope: a plain
@@ -152,15 +153,13 @@ impl SessionKeys {
     /// One per token, so a lapsed writer and the lock's new holder never
     /// share one.
     pub fn stage(&self, token: &str) -> String {
-        let mut key = self.with(":stage:");
-        key.push_str(token);
-        key
+        self.with(":stage:", token)
     }
 
     /// Tokens of requests that gave up on the server (see `ABANDON`): a lock
     /// held by one of them is free.
     pub fn void(&self) -> String {
-        self.with(":void")
+        self.with(":void", "")
     }
 }
 

@@ -633,6 +633,28 @@ mod tests {
     }
 
     #[test]
+    fn a_call_with_one_argument_changed_is_that_call_built_with_it() {
+        let call = |resent: u8| {
+            Call::new(&COMMIT_SCRIPT)
+                .key("{t}:data")
+                .key("{t}:lock")
+                .arg("token")
+                .arg(1000u64)
+                .arg(resent)
+                .arg(&b"envelope"[..])
+        };
+        let changed = call(0).with_arg(2, 1u8);
+        assert_eq!(
+            changed.cmd().get_packed_command(),
+            call(1).cmd().get_packed_command()
+        );
+        assert_ne!(
+            changed.cmd().get_packed_command(),
+            call(0).cmd().get_packed_command()
+        );
+    }
+
+    #[test]
     fn a_shape_taken_up_front_prints_like_the_reply_it_was_taken_from() {
         let error = || redis::parse_redis_value(b"-NOSCRIPT No matching script\r\n").unwrap();
         let replies = [

@@ -118,6 +118,10 @@ pub(crate) const STAGE_TRIES: u32 = 3;
 /// commit").
 pub(crate) const STAGE_FROM: usize = 1024;
 
+/// Where `COMMIT`'s `resent` flag is among its arguments: 0 on the first
+/// send, 1 on any later one.
+const RESENT_ARG: usize = 4;
+
 pub(crate) fn commit(lease: &Lease, envelope: &[u8], ttl: Duration, s: &Settings) -> CommitStep {
     let keys = &lease.keys;
     let stage_key = (envelope.len() >= STAGE_FROM).then(|| keys.stage(lease.token.as_str()));
@@ -135,18 +139,17 @@ pub(crate) fn commit(lease: &Lease, envelope: &[u8], ttl: Duration, s: &Settings
         Some(key) => call.key(key.as_str()),
         None => call,
     };
-    // The `resent` flag is argument 4.
     let first = call
         .arg(lease.token.as_str())
         .arg(ms(ttl))
         .arg(ms(claim_window(s)))
         .arg(lease.stamp.as_slice())
-        .arg(0u8);
+        .arg(0u8); // `resent`, argument RESENT_ARG
     let first = match stage_key {
         Some(_) => first,
         None => first.arg(envelope),
     };
-    let resend = first.with_arg(4, 1u8);
+    let resend = first.with_arg(RESENT_ARG, 1u8);
     CommitStep {
         stage,
         first,
