@@ -24,16 +24,9 @@ fi
 PHPREDIS=${PHPREDIS_EXT:-redis.so}
 [ -f "$EXT" ] || { echo "missing $EXT: run make build" >&2; exit 1; }
 
-dir=$(mktemp -d)
-port=$(php -n -r '$s = stream_socket_server("tcp://127.0.0.1:0"); echo parse_url("tcp://" . stream_socket_get_name($s, false), PHP_URL_PORT);')
-"${pin[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
-  --daemonize no >"$dir/redis.log" 2>&1 &
-redis_pid=$!
-trap 'kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 1 200); do
-  redis-cli -p "$port" ping >/dev/null 2>&1 && break
-  sleep 0.05
-done
+# shellcheck source=benches/local-redis.sh
+source benches/local-redis.sh
+local_redis "${pin[@]}"
 
 run() {
   case "$1" in

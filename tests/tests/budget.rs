@@ -250,6 +250,29 @@ fn assert_within(spent: Duration, budget: Duration, what: &str, reply: &Reply) {
     );
 }
 
+/// One request of `worker` (for `visitor`, or a new one) while `redis` is
+/// stopped: both steps end within `budget` and say why they failed.
+fn hung_request(
+    worker: &mut Worker,
+    redis: &RedisServer,
+    visitor: Option<&str>,
+    budget: Duration,
+    case: &str,
+) -> Reply {
+    redis.stop();
+    let reply = worker.request(visitor);
+    redis.cont();
+    assert_within(
+        reply.start(),
+        budget,
+        &format!("{case}: session_start"),
+        &reply,
+    );
+    assert_within(reply.write(), budget, &format!("{case}: write"), &reply);
+    assert!(reply.cause().contains(" within "), "{case}: {reply:?}");
+    reply
+}
+
 /// A new session, stored, for returning-visitor cases.
 fn stored_session(url: &str) -> String {
     let mut worker = Worker::start(url, &[]);
@@ -285,18 +308,8 @@ fn a_hung_redis_costs_each_step_of_a_php_request_at_most_budget_ms() {
                 if kept {
                     assert!(worker.request(Some(&sid)).started, "{case}");
                 }
-                redis.stop();
-                let reply = worker.request(visitor);
-                redis.cont();
-                assert_within(
-                    reply.start(),
-                    budget,
-                    &format!("{case}: session_start"),
-                    &reply,
-                );
-                assert_within(reply.write(), budget, &format!("{case}: write"), &reply);
+                let reply = hung_request(&mut worker, &redis, visitor, budget, &case);
                 let cause = reply.cause();
-                assert!(cause.contains(" within "), "{case}: {reply:?}");
                 assert!(!cause.contains(password), "{case}: {cause}");
                 // No restart needed: the worker reconnects by itself.
                 let next = worker.request(Some(&sid));
@@ -339,17 +352,7 @@ fn a_hung_redis_costs_each_step_of_a_merge_mode_request_at_most_budget_ms() {
                 assert!(reply.started && reply.n == counted + 1, "{case}: {reply:?}");
                 counted = reply.n;
             }
-            redis.stop();
-            let reply = worker.request(visitor);
-            redis.cont();
-            assert_within(
-                reply.start(),
-                budget,
-                &format!("{case}: session_start"),
-                &reply,
-            );
-            assert_within(reply.write(), budget, &format!("{case}: write"), &reply);
-            assert!(reply.cause().contains(" within "), "{case}: {reply:?}");
+            hung_request(&mut worker, &redis, visitor, budget, &case);
             let next = worker.request(Some(&sid));
             assert!(next.started && next.warnings.is_empty(), "{case}: {next:?}");
             // The hung request never read the session: nothing of it was
