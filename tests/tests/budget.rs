@@ -131,6 +131,11 @@ fn parse(line: &str) -> Reply {
 }
 
 fn worker_command(url: &str, ini: &[(&str, &str)]) -> Command {
+    php_loop(url, ini, LOOP)
+}
+
+/// php running `script` with stickless as its save handler for `url`.
+fn php_loop(url: &str, ini: &[(&str, &str)], script: &str) -> Command {
     let mut cmd = php();
     cmd.args(["-d", "session.save_handler=stickless"])
         .arg("-d")
@@ -144,7 +149,7 @@ fn worker_command(url: &str, ini: &[(&str, &str)]) -> Command {
     for (key, value) in ini {
         cmd.arg("-d").arg(format!("{key}={value}"));
     }
-    cmd.args(["-r", LOOP]);
+    cmd.args(["-r", script]);
     cmd
 }
 
@@ -379,6 +384,71 @@ fn a_hung_redis_costs_each_step_of_a_merge_mode_request_at_most_budget_ms() {
         );
         counted = next.n;
     }
+}
+
+/// One user-index call per line on stdin (`bind`, `sessions`, `logout`),
+/// one JSON result per line: what it returned or threw, and how long it
+/// took. `bind` starts a session, binds it to user 7 and writes it.
+const USERS: &str = r#"
+while (($line = fgets(STDIN)) !== false) {
+    $t = hrtime(true);
+    try {
+        switch (trim($line)) {
+            case 'bind':
+                session_id('');
+                session_start();
+                Stickless\bind_user(7);
+                $_SESSION['n'] = 1;
+                $out = session_write_close();
+                break;
+            case 'sessions': $out = count(Stickless\user_sessions(7)); break;
+            case 'logout': $out = Stickless\logout_user(7); break;
+        }
+        $error = '';
+    } catch (Throwable $e) {
+        $out = null;
+        $error = $e->getMessage();
+    }
+    echo json_encode(['out' => $out, 'error' => $error, 'ms' => intdiv(hrtime(true) - $t, 1000000)]), "\n";
+}
+"#;
+
+#[test]
+fn a_hung_redis_costs_each_user_index_call_at_most_budget_ms() {
+    // user_sessions() and logout_user() run outside the session's own
+    // steps, on the same budgeted link: a hung server must end them by the
+    // budget with an exception that says why, and the next call must work.
+    let redis = RedisServer::start();
+    let budget = Duration::from_millis(700);
+    let url = format!(
+        "redis://127.0.0.1:{}/4?prefix=budget-users:&connect_timeout_ms=500&timeout_ms=1000&budget_ms=700",
+        redis.port()
+    );
+    let mut cmd = php_loop(&url, &[], USERS);
+    cmd.stderr(Stdio::inherit());
+    let mut worker = LineWorker::spawn(cmd);
+    let mut ask = |call: &str| -> serde_json::Value {
+        let line = worker.ask(call);
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    };
+    for _ in 0..2 {
+        assert_eq!(ask("bind")["out"], true);
+    }
+    assert_eq!(ask("sessions")["out"], 2);
+    for call in ["sessions", "logout"] {
+        redis.stop();
+        let reply = ask(call);
+        redis.cont();
+        let spent = Duration::from_millis(reply["ms"].as_u64().expect("ms"));
+        assert!(spent <= budget + SLACK, "{call} took {spent:?}: {reply}");
+        let error = reply["error"].as_str().unwrap_or_default();
+        assert!(error.contains(" within "), "{call}: {reply}");
+    }
+    // Nothing was half done: both sessions are still listed, and a logout
+    // now ends both.
+    assert_eq!(ask("sessions")["out"], 2);
+    assert_eq!(ask("logout")["out"], 2);
+    assert_eq!(ask("sessions")["out"], 0);
 }
 
 #[test]
