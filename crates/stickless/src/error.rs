@@ -110,6 +110,9 @@ pub enum MergeRefusal {
     Unmergeable,
     /// Other requests wrote on every try within `budget_ms`.
     Contended,
+    /// The staged copy of the write was evicted before it could be moved
+    /// into place, on every try (the server is at `maxmemory`).
+    Evicted,
 }
 
 impl std::fmt::Display for MergeRefusal {
@@ -120,6 +123,9 @@ impl std::fmt::Display for MergeRefusal {
             }
             Self::Contended => {
                 "other requests changed the session on every try within budget_ms; use concurrency=lock for this session's busiest requests"
+            }
+            Self::Evicted => {
+                "its staged copy was evicted before it could be moved into place, on every try (the server is at maxmemory; raise it, or pick a maxmemory-policy that evicts no keys with a TTL)"
             }
         })
     }

@@ -83,24 +83,26 @@ pub(crate) struct CommitStep {
     pub stage: Option<Cmd>,
     pub first: Call,
     /// Sent instead of `first` on a later attempt: the first send may have
-    /// been applied already (see `COMMIT`).
-    pub resend: Call,
+    /// been applied already (see `COMMIT`). None: `first` again (a merge
+    /// write recognises its own envelope).
+    pub resend: Option<Call>,
 }
 
 impl CommitStep {
     /// What the driver sends: the script alone, or staged with its `SET`;
     /// `then` (a `WAIT`) pipelined after it either way.
     pub fn op<'a>(&'a self, then: Option<&'a Cmd>) -> Op<'a> {
+        let resend = self.resend.as_ref().unwrap_or(&self.first);
         match &self.stage {
             Some(stage) => Op::Staged {
                 stage,
                 first: &self.first,
-                resend: &self.resend,
+                resend,
                 then,
             },
             None => Op::Call {
                 first: &self.first,
-                resend: &self.resend,
+                resend,
                 then,
             },
         }
@@ -125,11 +127,7 @@ const RESENT_ARG: usize = 4;
 pub(crate) fn commit(lease: &Lease, envelope: &[u8], ttl: Duration, s: &Settings) -> CommitStep {
     let keys = &lease.keys;
     let stage_key = (envelope.len() >= STAGE_FROM).then(|| keys.stage(lease.token.as_str()));
-    let stage = stage_key.as_ref().map(|key| {
-        let mut set = redis::cmd("SET");
-        set.arg(key).arg(envelope).arg("PX").arg(ms(stage_ttl(s)));
-        set
-    });
+    let stage = stage_key.as_ref().map(|key| stage_set(key, envelope, s));
     let call = Call::new(&COMMIT_SCRIPT)
         .key(keys.data())
         .key(keys.lock())
@@ -153,8 +151,16 @@ pub(crate) fn commit(lease: &Lease, envelope: &[u8], ttl: Duration, s: &Settings
     CommitStep {
         stage,
         first,
-        resend,
+        resend: Some(resend),
     }
+}
+
+/// The plain `SET` that stages `envelope` under `key` for a script to move
+/// into place.
+pub(crate) fn stage_set(key: &str, envelope: &[u8], s: &Settings) -> Cmd {
+    let mut set = redis::cmd("SET");
+    set.arg(key).arg(envelope).arg("PX").arg(ms(stage_ttl(s)));
+    set
 }
 
 /// How long a staged envelope lives: past the end of the step that staged

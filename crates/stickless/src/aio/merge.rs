@@ -88,10 +88,12 @@ impl Store {
         };
         check_size(attempt.keys(), attempt.mine(), s.max_size)?;
         loop {
-            let call = attempt.call(s, ttl)?;
+            let step = attempt.step(s, ttl)?;
             let keys = attempt.keys().clone();
             let wait = steps::replica_wait(s);
-            let ran = self.call(&keys, &call, wait.as_ref()).await?;
+            let ran = self
+                .run_script(&keys, step.op(wait.as_ref()), wait.is_some())
+                .await?;
             match attempt.on_reply(&ran.value.0, s)? {
                 Next::Done => {
                     steps::replicated(s, &keys, &ran.value.1)?;

@@ -103,10 +103,10 @@ impl Store {
         };
         check_size(attempt.keys(), attempt.mine(), s.max_size)?;
         loop {
-            let call = attempt.call(&self.config.settings, ttl)?;
+            let step = attempt.step(&self.config.settings, ttl)?;
             let keys = attempt.keys().clone();
             let wait = steps::replica_wait(&self.config.settings);
-            let ran = self.call(&keys, &call, wait.as_ref())?;
+            let ran = self.run_script(&keys, step.op(wait.as_ref()), wait.is_some())?;
             let s = &self.config.settings;
             match attempt.on_reply(&ran.value.0, s)? {
                 Next::Done => {

@@ -29,9 +29,10 @@ use crate::envelope::Envelope;
 use crate::error::{Error, MergeRefusal};
 use crate::keys::SessionKeys;
 use crate::php::{SerializeHandler, Session};
-use crate::scripts::Call;
 use crate::session::{Loaded, OpenMode, Opened, STAMP_LEN, now_ms};
 use crate::steps;
+use crate::steps::CommitStep;
+use crate::token::LockToken;
 use script::MergeReply;
 
 /// Tries of the compare-and-set before a write is refused as contended
@@ -187,6 +188,8 @@ pub(crate) struct Attempt {
     sent: Vec<u8>,
     outcome: Merged,
     tries: u32,
+    /// Tries whose staged envelope was evicted before the script ran.
+    unstaged: u32,
     deadline: Instant,
 }
 
@@ -219,6 +222,7 @@ impl Attempt {
             sent: Vec::new(),
             outcome: Merged::default(),
             tries: 0,
+            unstaged: 0,
             deadline: Instant::now() + s.budget,
         })
     }
@@ -233,7 +237,7 @@ impl Attempt {
     }
 
     /// The next compare-and-set, sealed as configured.
-    pub(crate) fn call(&mut self, s: &Settings, ttl: Duration) -> Result<Call, Error> {
+    pub(crate) fn step(&mut self, s: &Settings, ttl: Duration) -> Result<CommitStep, Error> {
         self.tries += 1;
         let payload = self.write.clone();
         let envelope = match &self.on {
@@ -241,12 +245,20 @@ impl Attempt {
             None => Envelope::new(payload, now_ms()),
         };
         self.sent = steps::seal(s, envelope, &self.keys)?;
-        Ok(script::call(
-            &self.keys.data(),
-            &self.keys.lock(),
+        let stage = if self.sent.len() >= steps::STAGE_FROM {
+            // Random per write: two merge writers of one session never
+            // share a stage.
+            Some(self.keys.stage(LockToken::random()?.as_str()))
+        } else {
+            None
+        };
+        Ok(script::step(
+            &self.keys,
             &self.sent,
             steps::ms(ttl),
             &self.stamp,
+            stage.as_deref(),
+            s,
         ))
     }
 
@@ -258,6 +270,13 @@ impl Attempt {
                 Ok(Next::Done)
             }
             MergeReply::Locked => Ok(Next::Lock),
+            MergeReply::Unstaged => {
+                self.unstaged += 1;
+                if self.unstaged >= steps::STAGE_TRIES {
+                    return Err(self.refused(MergeRefusal::Evicted));
+                }
+                Ok(Next::Again)
+            }
             // A resend whose first send was applied finds its own envelope.
             MergeReply::Changed(Some(stored)) if stored == self.sent => {
                 self.outcome.written = true;

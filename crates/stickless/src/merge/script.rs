@@ -5,13 +5,24 @@ use std::sync::LazyLock;
 
 use redis::{Script, Value};
 
+use crate::config::Settings;
 use crate::error::Error;
+use crate::keys::SessionKeys;
 use crate::scripts::{Call, shape};
+use crate::steps::{self, CommitStep};
 
-/// KEYS: data, lock. ARGV: envelope, data_ttl_ms, stamp.
+/// KEYS: data, lock[, stage]. ARGV: envelope (empty when staged),
+/// data_ttl_ms, stamp.
 /// Reply: `{1}` written; `{0}` a request holds the lock (nothing written);
 ///        `{2, stored|nil}` the session changed since `stamp` (nothing
-///        written), with what is stored now.
+///        written), with what is stored now; `{3}` the staged envelope was
+///        gone (evicted; nothing written).
+///
+/// A large envelope is staged as for the locked commit (`COMMIT`): a plain
+/// `SET` of `stage` in the same pipeline, moved into place here with
+/// `RENAME`, so the server's work does not grow with the payload. A stage
+/// that is not moved is deleted, and one left by a request that died
+/// expires on its own.
 ///
 /// `stamp` is the start of the value as this request read it (empty:
 /// nothing was stored), as for a lapsed lease's commit: the envelope's magic,
@@ -21,8 +32,12 @@ use crate::scripts::{Call, shape};
 /// held; `~` (a hand-off being claimed) is no hold: the waiter reads the data
 /// when it takes the lock, after this write.
 const MERGE: &str = r"
+local stage = KEYS[3]
 local owner = redis.call('GET', KEYS[2])
-if owner and owner ~= '~' then return {0} end
+if owner and owner ~= '~' then
+  if stage then redis.call('DEL', stage) end
+  return {0}
+end
 local stamp = ARGV[3]
 local same
 if stamp == '' then
@@ -30,23 +45,46 @@ if stamp == '' then
 else
   same = redis.call('GETRANGE', KEYS[1], 0, #stamp - 1) == stamp
 end
-if same then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return {1}
+if not same then
+  if stage then redis.call('DEL', stage) end
+  return {2, redis.call('GET', KEYS[1])}
 end
-return {2, redis.call('GET', KEYS[1])}
+if stage then
+  if redis.call('EXISTS', stage) == 0 then return {3} end
+  redis.call('RENAME', stage, KEYS[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return {1}
 ";
 
 static MERGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(MERGE));
 
-/// One compare-and-set.
-pub(crate) fn call(data: &str, lock: &str, envelope: &[u8], ttl_ms: u64, stamp: &[u8]) -> Call {
-    Call::new(&MERGE_SCRIPT)
-        .key(data)
-        .key(lock)
-        .arg(envelope)
-        .arg(ttl_ms)
-        .arg(stamp)
+/// One compare-and-set of `envelope`, staged under `stage` when given.
+pub(crate) fn step(
+    keys: &SessionKeys,
+    envelope: &[u8],
+    ttl_ms: u64,
+    stamp: &[u8],
+    stage: Option<&str>,
+    s: &Settings,
+) -> CommitStep {
+    let call = Call::new(&MERGE_SCRIPT).key(keys.data()).key(keys.lock());
+    let (call, sent, stage) = match stage {
+        Some(key) => (
+            call.key(key),
+            &[][..],
+            Some(steps::stage_set(key, envelope, s)),
+        ),
+        None => (call, envelope, None),
+    };
+    CommitStep {
+        stage,
+        first: call.arg(sent).arg(ttl_ms).arg(stamp),
+        // A resend whose first send went in finds its own envelope stored.
+        resend: None,
+    }
 }
 
 /// Reply of the merge script.
@@ -55,6 +93,8 @@ pub(crate) enum MergeReply {
     Written,
     Locked,
     Changed(Option<Vec<u8>>),
+    /// The staged envelope was evicted before the script ran.
+    Unstaged,
 }
 
 impl MergeReply {
@@ -66,6 +106,7 @@ impl MergeReply {
         match items.first() {
             Some(Value::Int(1)) => Ok(Self::Written),
             Some(Value::Int(0)) => Ok(Self::Locked),
+            Some(Value::Int(3)) => Ok(Self::Unstaged),
             Some(Value::Int(2)) => Ok(Self::Changed(match items.get(1) {
                 Some(Value::BulkString(b)) => Some(b.clone()),
                 _ => None,
@@ -97,6 +138,10 @@ mod tests {
         assert_eq!(
             MergeReply::parse(&arr(vec![Value::Int(2), Value::Nil])).unwrap(),
             MergeReply::Changed(None)
+        );
+        assert_eq!(
+            MergeReply::parse(&arr(vec![Value::Int(3)])).unwrap(),
+            MergeReply::Unstaged
         );
         assert!(MergeReply::parse(&Value::Int(1)).is_err());
     }

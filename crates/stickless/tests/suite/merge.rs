@@ -53,6 +53,52 @@ mod merge_mode {
         assert_eq!(stored(&mut one, &id).revision, 3);
     }
 
+    /// How often the server ran `command`, scripts' calls included.
+    fn calls(con: &mut impl redis::ConnectionLike, command: &str) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(con)
+            .expect("INFO commandstats");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn large_merge_writes_are_staged_replayed_alike_and_leave_no_stage_behind() {
+        // From 1 KB a merge write is staged like a locked commit: the
+        // script moves the staged copy into place instead of copying the
+        // envelope through Lua; a conflict deletes the stage and replays.
+        let server = RedisServer::start();
+        let (mut one, mut two) = (store(&server, ""), store(&server, ""));
+        let big = "x".repeat(4000);
+        let seed = format!("a|i:0;b|s:4000:\"{big}\";");
+        let id = seeded(&mut one, "merge-staged", &seed);
+        let mut con = server.client();
+        let renames = calls(&mut con, "rename");
+        let first = open(&mut one, &id);
+        let second = open(&mut two, &id);
+        let done = write(&mut one, first, &format!("a|i:1;b|s:4000:\"{big}\";"));
+        assert_eq!((done.written, done.replayed), (true, false));
+        let done = write(&mut two, second, &format!("a|i:0;b|s:4000:\"{big}\";c|i:2;"));
+        assert!(done.replayed && done.conflicts.is_empty(), "{done:?}");
+        assert_eq!(
+            payload(&mut one, &id),
+            format!("a|i:1;b|s:4000:\"{big}\";c|i:2;")
+        );
+        // The first write and the replay went in by RENAME; the try that
+        // met the first write's change deleted its stage.
+        assert_eq!(calls(&mut con, "rename") - renames, 2);
+        let data = one.keys(&id).data();
+        let left: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).expect("KEYS");
+        assert_eq!(left, vec![data.clone()], "only the session is left");
+        // Moved into place with the session's lifetime, not the stage's.
+        let ttl: i64 = redis::cmd("PTTL").arg(&data).query(&mut con).expect("PTTL");
+        assert!(ttl > 50_000 && ttl <= 60_000, "data PTTL {ttl}");
+    }
+
     #[test]
     fn a_key_both_requests_changed_keeps_the_first_write_and_is_named() {
         let server = RedisServer::start();
