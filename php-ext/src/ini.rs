@@ -166,8 +166,9 @@ struct Entry(NonNull<zend_ini_entry>);
 
 impl Entry {
     fn find(name: &str) -> Option<Self> {
-        // SAFETY: only called inside a request, when EG(ini_directives)
-        // maps names to live zend_ini_entry pointers.
+        // SAFETY: called between MINIT and MSHUTDOWN (the settings check
+        // in MINIT, then session starts), while EG(ini_directives) maps
+        // names to live zend_ini_entry pointers; null before and after.
         unsafe {
             let table = executor_globals.ini_directives;
             if table.is_null() {
@@ -191,8 +192,9 @@ impl Entry {
 }
 
 thread_local! {
-    /// The `stickless.*` entries in `DEFAULTS` order; empty until the
-    /// first session start of the process.
+    /// The `stickless.*` entries in `DEFAULTS` order, found on first use
+    /// (MINIT's settings check: php-fpm's workers inherit them, as they
+    /// inherit the entries themselves).
     static OPTIONS: OnceCell<Vec<Option<Entry>>> = const { OnceCell::new() };
 }
 
