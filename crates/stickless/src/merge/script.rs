@@ -50,8 +50,9 @@ if not same then
   return {2, redis.call('GET', KEYS[1])}
 end
 if stage then
-  if redis.call('EXISTS', stage) == 0 then return {3} end
-  redis.call('RENAME', stage, KEYS[1])
+  -- As in COMMIT: a missing stage fails the RENAME, which is the check.
+  local moved = redis.pcall('RENAME', stage, KEYS[1])
+  if type(moved) == 'table' and moved.err then return {3} end
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 else
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
