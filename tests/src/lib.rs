@@ -117,14 +117,18 @@ pub fn final_count(url: &str, sid: &str) -> i64 {
 /// stderr (a warning there is a refused or lost write).
 pub fn wait_clean(children: Vec<std::process::Child>) {
     for child in children {
-        let out = child.wait_with_output().expect("php exits");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stderr.is_empty(),
-            "exit {}: {stderr}",
-            out.status
-        );
+        assert_clean(&child.wait_with_output().expect("php exits"));
     }
+}
+
+/// Asserts a PHP process exited 0 with nothing on stderr.
+pub fn assert_clean(out: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "exit {}: {stderr}",
+        out.status
+    );
 }
 
 /// Every command the Redis server on `port` executes, one MONITOR line each,

@@ -241,12 +241,7 @@ fn stickless_session(url: &str, code: &str) -> Command {
 
 fn run(mut cmd: Command) -> String {
     let out = cmd.output().expect("php runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stderr.is_empty(),
-        "exit {}: {stderr}",
-        out.status
-    );
+    stickless_e2e::assert_clean(&out);
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
