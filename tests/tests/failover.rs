@@ -134,7 +134,7 @@ fn run(durability: &str, fault: Fault) -> Figures {
             cluster.await_failover(victim_slot, victim, Duration::from_secs(30))
         }
     };
-    await_replica_link(&cluster, victim, Duration::from_secs(30));
+    await_replica_link(&cluster, victim, promoted, Duration::from_secs(30));
     let recovered_at = now_ms();
     std::thread::sleep(STEADY);
     std::fs::write(&stop, b"").expect("stop file");
@@ -251,15 +251,21 @@ fn run(durability: &str, fault: Fault) -> Figures {
     }
 }
 
-fn await_replica_link(cluster: &RedisCluster, node: usize, budget: Duration) {
+/// Waits until `node` is a replica with its link up and `primary` counts it
+/// online: only then does a `WAIT` on the primary have a replica to count.
+fn await_replica_link(cluster: &RedisCluster, node: usize, primary: usize, budget: Duration) {
     let deadline = Instant::now() + budget;
-    loop {
-        let mut con = cluster.nodes[node].client();
-        let repl: String = redis::cmd("INFO")
+    let replication = |n: usize| -> String {
+        let mut con = cluster.nodes[n].client();
+        redis::cmd("INFO")
             .arg("replication")
             .query(&mut con)
-            .unwrap_or_default();
-        if repl.contains("role:slave") && repl.contains("master_link_status:up") {
+            .unwrap_or_default()
+    };
+    loop {
+        let replica = replication(node);
+        let linked = replica.contains("role:slave") && replica.contains("master_link_status:up");
+        if linked && replication(primary).contains("state=online") {
             return;
         }
         assert!(

@@ -96,7 +96,10 @@ impl RedisCluster {
     }
 
     /// Waits (bounded) until every node reports `cluster_state:ok` and
-    /// knows all six nodes, and every replica's link is up.
+    /// knows all six nodes, and every primary counts its replica online.
+    /// A replica reports its link up as soon as it has loaded the sync, but
+    /// after a diskless sync its primary counts it only from its first
+    /// `REPLCONF ACK`, up to a second later: until then a `WAIT` times out.
     fn await_formed(&self) {
         let deadline = Instant::now() + FORM_BUDGET;
         loop {
@@ -112,7 +115,8 @@ impl RedisCluster {
                     .unwrap_or_default();
                 info.contains("cluster_state:ok")
                     && info.contains("cluster_known_nodes:6")
-                    && (repl.contains("role:master") || repl.contains("master_link_status:up"))
+                    && (repl.contains("master_link_status:up")
+                        || (repl.contains("connected_slaves:1") && repl.contains("state=online")))
             });
             if ready {
                 return;

@@ -59,16 +59,22 @@ impl SentinelSet {
         set
     }
 
-    /// Waits (bounded) until the replica's link is up and every sentinel
+    /// Waits (bounded) until the primary counts its replica online and every sentinel
     /// names the primary and knows the replica and its peers.
     fn await_ready(&self) {
         let deadline = Instant::now() + READY_BUDGET;
         loop {
-            let mut con = self.servers[1].client();
-            let repl: String = redis::cmd("INFO")
-                .arg("replication")
-                .query(&mut con)
-                .unwrap_or_default();
+            let replication = |server: &RedisServer| -> String {
+                let mut con = server.client();
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut con)
+                    .unwrap_or_default()
+            };
+            // The primary counts its replica only from the replica's first
+            // ACK, up to a second after the replica reports its link up.
+            let replicated = replication(&self.servers[1]).contains("master_link_status:up")
+                && replication(&self.servers[0]).contains("state=online");
             let sentinels_ready = self.sentinels.iter().all(|s| {
                 sentinel_client(s.port)
                     .and_then(|mut c| {
@@ -82,7 +88,7 @@ impl SentinelSet {
                             && m.get("num-other-sentinels").is_some_and(|n| n == "2")
                     })
             });
-            if repl.contains("master_link_status:up") && sentinels_ready {
+            if replicated && sentinels_ready {
                 return;
             }
             assert!(
