@@ -386,6 +386,56 @@ fn a_hung_redis_costs_each_step_of_a_merge_mode_request_at_most_budget_ms() {
     }
 }
 
+#[test]
+fn a_hung_redis_costs_each_step_of_a_phpredis_compatible_request_at_most_budget_ms() {
+    // compat=phpredis takes phpredis's own lock (polled SET NX, released by
+    // its value) and writes with SETEX: other commands than the native
+    // path's, over the same budgeted link. A migration runs this mode on
+    // production traffic, so a hung server must cost it no more.
+    let redis = RedisServer::start();
+    let budget = Duration::from_millis(700);
+    let url = format!(
+        "redis://127.0.0.1:{}?compat=phpredis&connect_timeout_ms=500&timeout_ms=1000&budget_ms=700&lock_wait_ms=2000",
+        redis.port()
+    );
+    let sid = stored_session(&url);
+    let key = format!("PHPREDIS_SESSION:{sid}");
+    let mut con = redis.client();
+
+    for returning in [false, true] {
+        let visitor = returning.then_some(sid.as_str());
+        for kept in [true, false] {
+            let case = format!("compat returning={returning} kept={kept}");
+            let mut worker = Worker::start(&url, &[]);
+            if kept {
+                assert!(worker.request(Some(&sid)).started, "{case}");
+            }
+            hung_request(&mut worker, &redis, visitor, budget, &case);
+            let next = worker.request(Some(&sid));
+            assert!(next.started && next.warnings.is_empty(), "{case}: {next:?}");
+        }
+        // Hung while the lock is held: the write ends by the budget, and
+        // the lock it held does not stay behind for the next request.
+        let case = format!("compat returning={returning} write");
+        let mut worker = Worker::start(&url, &[]);
+        let reply = worker.request_around(visitor, || redis.stop());
+        redis.cont();
+        assert!(reply.started, "{case}: {reply:?}");
+        assert_within(reply.write(), budget, &format!("{case}: write"), &reply);
+        assert!(reply.cause().contains(" within "), "{case}: {reply:?}");
+        let next = worker.request(Some(&sid));
+        assert!(next.started && next.warnings.is_empty(), "{case}: {next:?}");
+        assert_within(next.start(), budget, &format!("{case}: next start"), &next);
+    }
+    let stored: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(&mut con).expect("GET");
+    assert!(stored.is_some(), "phpredis's key {key} is gone");
+    let lock: bool = redis::cmd("EXISTS")
+        .arg(format!("{key}_LOCK"))
+        .query(&mut con)
+        .expect("EXISTS");
+    assert!(!lock, "a lock was left behind on {key}");
+}
+
 /// One user-index call per line on stdin (`bind`, `sessions`, `logout`),
 /// one JSON result per line: what it returned or threw, and how long it
 /// took. `bind` starts a session, binds it to user 7 and writes it.
