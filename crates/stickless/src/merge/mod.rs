@@ -109,9 +109,9 @@ pub enum MergeOpened {
 /// How a merge-mode write ended.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Merged {
-    /// Keys this request changed that another request changed differently
-    /// since it read them: their stored values were kept and this request's
-    /// changes to them are lost. Report each one.
+    /// Keys this request changed that another request changed too since it
+    /// read them (even to the same value): their stored values were kept and
+    /// this request's changes to them are lost. Report each one.
     pub conflicts: Vec<String>,
     /// Whether the write was replayed onto another request's (the session
     /// changed since this request read it).
