@@ -54,8 +54,21 @@ pub fn chosen(site: Concurrency) -> Concurrency {
     })
 }
 
-/// The layout the session module writes, if the codec can merge it.
+unsafe extern "C" {
+    fn stickless_ps_active() -> bool;
+}
+
+/// The layout the session module writes, if the codec can merge it. None
+/// outside a session of the module (a framework calling a
+/// `Stickless\SessionHandler` object itself): the data is then the
+/// framework's, whatever `session.serialize_handler` says, and merging it
+/// as that layout could misread it, so such a request takes the lock.
 pub fn serialize_handler() -> Option<SerializeHandler> {
+    // SAFETY: reads a field of the session module's globals, which exist
+    // for as long as the module is loaded (a hard dependency).
+    if !unsafe { stickless_ps_active() } {
+        return None;
+    }
     let name = ini::string("session.serialize_handler")?;
     name.parse::<SerializeHandler>()
         .ok()

@@ -26,3 +26,13 @@ bool stickless_strict_mode_set_at_runtime(void)
 		EG(ini_directives), "session.use_strict_mode", sizeof("session.use_strict_mode") - 1);
 	return entry != NULL && entry->modified;
 }
+
+/* Whether PHP's session module is running a session now: from the start of
+ * session_start() until the session is written or closed. A
+ * Stickless\SessionHandler object that a framework calls from its own session
+ * code (Laravel) is called outside of one, with data in the framework's
+ * layout rather than session.serialize_handler's. */
+bool stickless_ps_active(void)
+{
+	return PS(session_status) == php_session_active;
+}
