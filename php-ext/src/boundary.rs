@@ -14,12 +14,11 @@
 //! queue nothing and hold no value with a destructor while the engine runs.
 
 use std::cell::{Cell, RefCell};
-use std::ffi::{CString, c_int};
+use std::ffi::{CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
-use ext_php_rs::ffi::{php_error_docref, zend_execute_data, zend_function, zval};
-use ext_php_rs::flags::ErrorType;
+use ext_php_rs::ffi::{zend_execute_data, zend_function, zval};
 use ext_php_rs::zend::{CatchError, bailout, try_catch};
 
 thread_local! {
@@ -149,6 +148,10 @@ fn next(mark: usize) -> Option<String> {
     })
 }
 
+unsafe extern "C" {
+    fn stickless_warning(message: *const c_char);
+}
+
 /// Raises one warning; false if the engine bailed out of it. `message` is
 /// owned here, outside the `zend_try`, so a bailout skips nothing to drop.
 fn raise(message: String) -> bool {
@@ -156,15 +159,12 @@ fn raise(message: String) -> bool {
     let Ok(text) = CString::new(message) else {
         return true;
     };
-    let Ok(kind) = c_int::try_from(ErrorType::Warning.bits()) else {
-        return true;
-    };
     let text = text.as_ptr();
     let raised = try_catch(move || {
-        // SAFETY: `%s` keeps `%` in the message literal; both strings are
-        // NUL-terminated and outlive the call. The closure holds only
-        // pointers, so a bailout out of it skips no destructor.
-        unsafe { php_error_docref(std::ptr::null(), kind, c"%s".as_ptr(), text) }
+        // SAFETY: the C side passes the text through `%s`, so `%` in it is
+        // literal; it is NUL-terminated and outlives the call. The closure
+        // holds only a pointer, so a bailout out of it skips no destructor.
+        unsafe { stickless_warning(text) }
     });
     !matches!(raised, Err(CatchError::Bailout))
 }

@@ -1,5 +1,5 @@
-/* The session module's request state that the save handler must touch and
- * ext-php-rs does not bind. The layout of php_ps_globals differs between PHP
+/* The engine and session module state that the save handler must touch and
+ * ext-php-rs does not bind (and the one way of raising a warning it needs). The layout of php_ps_globals differs between PHP
  * versions (and ZTS builds reach it through TSRM), so it is reached here,
  * through the headers of the very PHP this extension is built against. */
 #include "php.h"
@@ -35,4 +35,15 @@ bool stickless_strict_mode_set_at_runtime(void)
 bool stickless_ps_active(void)
 {
 	return PS(session_status) == php_session_active;
+}
+
+/* Raises an E_WARNING whose text is `message` alone. php_error_docref() would
+ * put the running function in front ("session_write_close(): "), and
+ * Symfony's NativeSessionStorage::save() replaces the text of every warning
+ * that starts so with its own "Failed to write session data with ... handler":
+ * the cause stickless names (a conflict, a lost lock, Redis down) never
+ * reached the log. The file and line PHP adds still say where. */
+void stickless_warning(const char *message)
+{
+	zend_error(E_WARNING, "%s", message);
 }

@@ -17,18 +17,18 @@ foreach (['', str_repeat('a', 257), 'abcdefghijklmnopqrstuvwxyz!', "abcdefghijkl
 }
 ?>
 --EXPECTF--
-Warning: Stickless\SessionHandler::read(): stickless: session ID has 0 characters; expected 1 to 256; rejected without contacting Redis in %s on line %d
+Warning: stickless: session ID has 0 characters; expected 1 to 256; rejected without contacting Redis in %s on line %d
 bool(false)
 bool(false)
 
-Warning: Stickless\SessionHandler::read(): stickless: session ID has 257 characters; expected 1 to 256; rejected without contacting Redis in %s on line %d
+Warning: stickless: session ID has 257 characters; expected 1 to 256; rejected without contacting Redis in %s on line %d
 bool(false)
 bool(false)
 
-Warning: Stickless\SessionHandler::read(): stickless: session ID has a character outside 0-9a-zA-Z,- at position 26; rejected without contacting Redis in %s on line %d
+Warning: stickless: session ID has a character outside 0-9a-zA-Z,- at position 26; rejected without contacting Redis in %s on line %d
 bool(false)
 bool(false)
 
-Warning: Stickless\SessionHandler::read(): stickless: session ID has a character outside 0-9a-zA-Z,- at position 25; rejected without contacting Redis in %s on line %d
+Warning: stickless: session ID has a character outside 0-9a-zA-Z,- at position 25; rejected without contacting Redis in %s on line %d
 bool(false)
 bool(false)

@@ -15,7 +15,7 @@ var_dump(session_start());
 var_dump(microtime(true) - $t < 1.0);
 ?>
 --EXPECTF--
-Warning: session_start(): stickless: redis://127.0.0.1:1/0: %s (after %d ms) in %s on line %d
+Warning: stickless: redis://127.0.0.1:1/0: %s (after %d ms) in %s on line %d
 
 Warning: session_start(): Failed to read session data: stickless (path: redis://127.0.0.1:1/0?connect_timeout_ms=200) in %s on line %d
 bool(false)

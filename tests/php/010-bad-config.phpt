@@ -23,27 +23,27 @@ try {
 }
 ?>
 --EXPECTF--
-Warning: session_start(): stickless: session.save_path: save_path scheme `memcached` is not supported; use redis://, rediss://, redis+cluster://, redis+sentinel:// (each also as rediss+...) or unix:///path/to/redis.sock in %s on line %d
+Warning: stickless: session.save_path: save_path scheme `memcached` is not supported; use redis://, rediss://, redis+cluster://, redis+sentinel:// (each also as rediss+...) or unix:///path/to/redis.sock in %s on line %d
 
 Warning: session_start(): Failed to initialize storage module: stickless (path: memcached://h) in %s on line %d
 bool(false)
 
-Warning: session_start(): stickless: session.save_path: save_path database is invalid: `x` is not a database number in %s on line %d
+Warning: stickless: session.save_path: save_path database is invalid: `x` is not a database number in %s on line %d
 
 Warning: session_start(): Failed to initialize storage module: stickless (path: redis://127.0.0.1:6390/x) in %s on line %d
 bool(false)
 
-Warning: session_start(): stickless: session.save_path: option `lock_wait_ms` has invalid value `soon`: expected whole milliseconds in range in %s on line %d
+Warning: stickless: session.save_path: option `lock_wait_ms` has invalid value `soon`: expected whole milliseconds in range in %s on line %d
 
 Warning: session_start(): Failed to initialize storage module: stickless (path: redis://127.0.0.1?lock_wait_ms=soon) in %s on line %d
 bool(false)
 
-Warning: session_start(): stickless: session.save_path: unknown option `colour`; see docs/CONFIGURATION.md for the list in %s on line %d
+Warning: stickless: session.save_path: unknown option `colour`; see docs/CONFIGURATION.md for the list in %s on line %d
 
 Warning: session_start(): Failed to initialize storage module: stickless (path: redis://127.0.0.1?colour=blue) in %s on line %d
 bool(false)
 
-Warning: session_start(): stickless: session.save_path: ini: option `on_lock_timeout` has invalid value `maybe`: expected `fail` or `readonly` in %s on line %d
+Warning: stickless: session.save_path: ini: option `on_lock_timeout` has invalid value `maybe`: expected `fail` or `readonly` in %s on line %d
 
 Warning: session_start(): Failed to initialize storage module: stickless (path: %s) in %s on line %d
 bool(false)

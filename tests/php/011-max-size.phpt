@@ -19,7 +19,7 @@ var_dump(session_write_close());
 var_dump(redis('GET', data_key(TEST_SID)) === $before, redis('EXISTS', lock_key(TEST_SID)));
 ?>
 --EXPECTF--
-Warning: session_write_close(): stickless: session {%x} is %d bytes, over max_size 1000; the write was refused in %s on line %d
+Warning: stickless: session {%x} is %d bytes, over max_size 1000; the write was refused in %s on line %d
 
 Warning: session_write_close(): Failed to write session data (stickless). Please verify that the current setting of session.save_path is correct (%s) in %s on line %d
 bool(true)

@@ -22,13 +22,13 @@ session_start(['read_and_close' => true]);
 var_dump($_SESSION);
 ?>
 --EXPECTF--
-Warning: session_start(): stickless: session {%x} holds an unreadable value (the value was not written by stickless); starting empty, the stored value is kept until the application writes in %s on line %d
+Warning: stickless: session {%x} holds an unreadable value (the value was not written by stickless); starting empty, the stored value is kept until the application writes in %s on line %d
 bool(true)
 array(0) {
 }
 string(12) "counter|i:5;"
 
-Warning: session_start(): stickless: session {%x} holds an unreadable value (the value was not written by stickless); starting empty, the stored value is kept until the application writes in %s on line %d
+Warning: stickless: session {%x} holds an unreadable value (the value was not written by stickless); starting empty, the stored value is kept until the application writes in %s on line %d
 array(1) {
   ["fresh"]=>
   int(1)

@@ -39,17 +39,17 @@ var_dump($_SESSION['v']);
 --EXPECTF--
 string(6) "locked"
 
-Warning: session_start(): stickless: session {%x} is locked by another request; gave up after %d ms (lock_wait_ms) in %s on line %d
+Warning: stickless: session {%x} is locked by another request; gave up after %d ms (lock_wait_ms) in %s on line %d
 
 Warning: session_start(): Failed to read session data: stickless (path: %s) in %s on line %d
 bool(false)
 bool(true)
 
-Warning: session_start(): stickless: session {%x} is locked by another request; opened read-only after %d ms (on_lock_timeout=readonly), changes will not be saved in %s on line %d
+Warning: stickless: session {%x} is locked by another request; opened read-only after %d ms (on_lock_timeout=readonly), changes will not be saved in %s on line %d
 bool(true)
 string(8) "original"
 
-Warning: session_write_close(): stickless: session {%x} was opened read-only after a lock timeout; the write was refused in %s on line %d
+Warning: stickless: session {%x} was opened read-only after a lock timeout; the write was refused in %s on line %d
 
 Warning: session_write_close(): Failed to write session data (stickless). Please verify that the current setting of session.save_path is correct (%s) in %s on line %d
 bool(true)

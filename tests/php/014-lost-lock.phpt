@@ -35,7 +35,7 @@ bool(true)
 bool(true)
 int(1)
 
-Warning: session_write_close(): stickless: write to session {%x} refused: the lock lapsed (its renewals did not reach Redis for lock_ttl_ms) and another request holds it now in %s on line %d
+Warning: stickless: write to session {%x} refused: the lock lapsed (its renewals did not reach Redis for lock_ttl_ms) and another request holds it now in %s on line %d
 
 Warning: session_write_close(): Failed to write session data (stickless). Please verify that the current setting of session.save_path is correct (%s) in %s on line %d
 bool(true)

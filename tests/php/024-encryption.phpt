@@ -52,17 +52,17 @@ var_dump($_SESSION);
 --EXPECTF--
 bool(true)
 
-Warning: session_start(): stickless: session {%x} holds an unreadable value (stored unencrypted, but encryption_keys are configured; list `plain` after the keys while turning encryption on); starting empty in %s on line %d
+Warning: stickless: session {%x} holds an unreadable value (stored unencrypted, but encryption_keys are configured; list `plain` after the keys while turning encryption on); starting empty in %s on line %d
 array(0) {
 }
 bool(false)
 string(14) "visible-secret"
 
-Warning: session_start(): stickless: session {%x} holds an unreadable value (encrypted with key `a`, which is not in encryption_keys); starting empty in %s on line %d
+Warning: stickless: session {%x} holds an unreadable value (encrypted with key `a`, which is not in encryption_keys); starting empty in %s on line %d
 array(0) {
 }
 string(14) "visible-secret"
 
-Warning: session_start(): stickless: session {%x} holds an unreadable value (encrypted, but no encryption_keys are configured); starting empty in %s on line %d
+Warning: stickless: session {%x} holds an unreadable value (encrypted, but no encryption_keys are configured); starting empty in %s on line %d
 array(0) {
 }

@@ -35,19 +35,19 @@ read_back();
 --EXPECTF--
 flipped:
 
-Warning: session_start(): stickless: session {%x} holds an unreadable value (failed authentication: tampered with, truncated, or copied from another session); starting empty in %s on line %d
+Warning: stickless: session {%x} holds an unreadable value (failed authentication: tampered with, truncated, or copied from another session); starting empty in %s on line %d
 bool(true)
 array(0) {
 }
 swapped:
 
-Warning: session_start(): stickless: session {%x} holds an unreadable value (failed authentication: tampered with, truncated, or copied from another session); starting empty in %s on line %d
+Warning: stickless: session {%x} holds an unreadable value (failed authentication: tampered with, truncated, or copied from another session); starting empty in %s on line %d
 bool(true)
 array(0) {
 }
 truncated:
 
-Warning: session_start(): stickless: session {%x} holds an unreadable value (the envelope is damaged: %s); starting empty in %s on line %d
+Warning: stickless: session {%x} holds an unreadable value (the envelope is damaged: %s); starting empty in %s on line %d
 bool(true)
 array(0) {
 }

@@ -39,7 +39,7 @@ lz4: under a third, the repeated name stored at most once
 bool(true)
 int(100)
 
-Warning: session_start(): stickless: session.save_path: option `compression` has invalid value `brotli`: expected `zstd`, `lz4` or `none` in %s on line %d
+Warning: stickless: session.save_path: option `compression` has invalid value `brotli`: expected `zstd`, `lz4` or `none` in %s on line %d
 
 Warning: session_start(): Failed to initialize storage module: stickless (path: %s) in %s on line %d
 bool(false)

@@ -866,7 +866,7 @@ echo 'start ', $ok ? 'ok' : 'failed', ' n ', $_SESSION['n'] ?? '-', "\n";
     );
     let ended = fpm.get(&page, &format!("mode=fatal&sid={sid}"));
     assert!(
-        ended.contains("fatal: session_start(): stickless: session {") && !ended.contains("start "),
+        ended.contains("fatal: stickless: session {") && !ended.contains("start "),
         "{ended}"
     );
     holder.release();
