@@ -278,11 +278,16 @@ impl Attempt {
                 Ok(Next::Again)
             }
             // A resend whose first send was applied finds its own envelope.
-            MergeReply::Changed(Some(stored)) if stored == self.sent => {
+            // A first send that finds it met another request's identical
+            // write: a conflict like any other, replayed below.
+            MergeReply::Changed {
+                stored: Some(stored),
+                resent: true,
+            } if stored == self.sent => {
                 self.outcome.written = true;
                 Ok(Next::Done)
             }
-            MergeReply::Changed(stored) => {
+            MergeReply::Changed { stored, .. } => {
                 let loaded = steps::loaded(s, stored.as_deref(), &self.keys);
                 let current = match &loaded {
                     Loaded::Data(env) => env.payload.clone(),
@@ -346,5 +351,67 @@ impl Attempt {
 
     pub(crate) fn finish(self) -> Merged {
         self.outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::SessionId;
+
+    /// A request that read `n|i:1;` and wants `n|i:2;` stored, after its
+    /// first compare-and-set was sent.
+    fn sent_increment(s: &Settings) -> (Attempt, Vec<u8>) {
+        let id = SessionId::parse("mergeunittest0123456789abcdefABC").unwrap();
+        let keys = SessionKeys::derive("t:", &id);
+        let stored = steps::seal(s, Envelope::new(b"n|i:1;".to_vec(), now_ms()), &keys).unwrap();
+        let base = based(
+            s,
+            &keys,
+            SerializeHandler::Php,
+            OpenMode::CreateIfMissing,
+            Some(stored),
+        )
+        .unwrap()
+        .unwrap();
+        let mut attempt = Attempt::new(base, b"n|i:2;".to_vec(), s).unwrap();
+        attempt.step(s, Duration::from_secs(60)).unwrap();
+        let sent = attempt.sent.clone();
+        (attempt, sent)
+    }
+
+    fn changed(stored: Vec<u8>, resent: i64) -> Value {
+        Value::Array(vec![
+            Value::Int(2),
+            Value::BulkString(stored),
+            Value::Int(resent),
+        ])
+    }
+
+    #[test]
+    fn a_resend_that_finds_its_own_envelope_is_done() {
+        let s = Settings::default();
+        let (mut attempt, sent) = sent_increment(&s);
+        assert!(matches!(
+            attempt.on_reply(&changed(sent, 1), &s),
+            Ok(Next::Done)
+        ));
+        let merged = attempt.finish();
+        assert!(merged.written && merged.conflicts.is_empty(), "{merged:?}");
+    }
+
+    #[test]
+    fn a_first_send_that_finds_an_identical_envelope_is_a_conflict() {
+        // Another request made the same increment from the same revision in
+        // the same millisecond: its envelope is byte for byte this one's.
+        let s = Settings::default();
+        let (mut attempt, sent) = sent_increment(&s);
+        assert!(matches!(
+            attempt.on_reply(&changed(sent, 0), &s),
+            Ok(Next::Done)
+        ));
+        let merged = attempt.finish();
+        assert_eq!(merged.conflicts, ["n"], "{merged:?}");
+        assert!(!merged.written, "{merged:?}");
     }
 }

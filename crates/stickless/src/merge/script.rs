@@ -12,11 +12,17 @@ use crate::scripts::{Call, shape};
 use crate::steps::{self, CommitStep};
 
 /// KEYS: data, lock[, stage]. ARGV: envelope (empty when staged),
-/// data_ttl_ms, stamp.
+/// data_ttl_ms, stamp, resent (0 on the first send, 1 on a later one).
 /// Reply: `{1}` written; `{0}` a request holds the lock (nothing written);
-///        `{2, stored|nil}` the session changed since `stamp` (nothing
-///        written), with what is stored now; `{3}` the staged envelope was
-///        gone (evicted; nothing written).
+///        `{2, stored|false, resent}` the session changed since `stamp`
+///        (nothing written), with what is stored now; `{3}` the staged
+///        envelope was gone (evicted; nothing written).
+///
+/// `resent` comes back so that the client knows which send the reply
+/// answers. Only a resend may find its own envelope stored (its first send
+/// went in, and the reply was lost): two requests that made the same change
+/// to the same revision in the same millisecond seal identical envelopes, and
+/// on a first send that is another request's write, a conflict.
 ///
 /// A large envelope is staged as for the locked commit (`COMMIT`): a plain
 /// `SET` of `stage` in the same pipeline, moved into place here with
@@ -47,7 +53,7 @@ else
 end
 if not same then
   if stage then redis.call('DEL', stage) end
-  return {2, redis.call('GET', KEYS[1])}
+  return {2, redis.call('GET', KEYS[1]), tonumber(ARGV[4])}
 end
 if stage then
   -- As in COMMIT: a missing stage fails the RENAME, which is the check.
@@ -61,6 +67,9 @@ return {1}
 ";
 
 static MERGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(MERGE));
+
+/// Where `MERGE`'s `resent` flag is among its arguments.
+const RESENT_ARG: usize = 3;
 
 /// One compare-and-set of `envelope`, staged under `stage` when given.
 pub(crate) fn step(
@@ -80,11 +89,12 @@ pub(crate) fn step(
         ),
         None => (call, envelope, None),
     };
+    let first = call.arg(sent).arg(ttl_ms).arg(stamp).arg(0u8);
+    let resend = first.with_arg(RESENT_ARG, 1u8);
     CommitStep {
         stage,
-        first: call.arg(sent).arg(ttl_ms).arg(stamp),
-        // A resend whose first send went in finds its own envelope stored.
-        resend: None,
+        first,
+        resend: Some(resend),
     }
 }
 
@@ -93,7 +103,12 @@ pub(crate) fn step(
 pub(crate) enum MergeReply {
     Written,
     Locked,
-    Changed(Option<Vec<u8>>),
+    /// Another request wrote since the read: what is stored now, and
+    /// whether this reply answers a resend.
+    Changed {
+        stored: Option<Vec<u8>>,
+        resent: bool,
+    },
     /// The staged envelope was evicted before the script ran.
     Unstaged,
 }
@@ -108,10 +123,13 @@ impl MergeReply {
             Some(Value::Int(1)) => Ok(Self::Written),
             Some(Value::Int(0)) => Ok(Self::Locked),
             Some(Value::Int(3)) => Ok(Self::Unstaged),
-            Some(Value::Int(2)) => Ok(Self::Changed(match items.get(1) {
-                Some(Value::BulkString(b)) => Some(b.clone()),
-                _ => None,
-            })),
+            Some(Value::Int(2)) => Ok(Self::Changed {
+                stored: match items.get(1) {
+                    Some(Value::BulkString(b)) => Some(b.clone()),
+                    _ => None,
+                },
+                resent: matches!(items.get(2), Some(Value::Int(1))),
+            }),
             _ => Err(bad()),
         }
     }
@@ -133,12 +151,24 @@ mod tests {
             MergeReply::Locked
         );
         assert_eq!(
-            MergeReply::parse(&arr(vec![Value::Int(2), Value::BulkString(b"x".to_vec())])).unwrap(),
-            MergeReply::Changed(Some(b"x".to_vec()))
+            MergeReply::parse(&arr(vec![
+                Value::Int(2),
+                Value::BulkString(b"x".to_vec()),
+                Value::Int(0)
+            ]))
+            .unwrap(),
+            MergeReply::Changed {
+                stored: Some(b"x".to_vec()),
+                resent: false
+            }
         );
+        // Nothing stored: Lua's false, which the server sends as nil.
         assert_eq!(
-            MergeReply::parse(&arr(vec![Value::Int(2), Value::Nil])).unwrap(),
-            MergeReply::Changed(None)
+            MergeReply::parse(&arr(vec![Value::Int(2), Value::Nil, Value::Int(1)])).unwrap(),
+            MergeReply::Changed {
+                stored: None,
+                resent: true
+            }
         );
         assert_eq!(
             MergeReply::parse(&arr(vec![Value::Int(3)])).unwrap(),
