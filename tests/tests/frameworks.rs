@@ -38,6 +38,15 @@
 //!   EncryptCookies and StartSession, a `stickless` driver from
 //!   `Session::extend`): `session.serialization` `php` and `json`.
 //!
+//! And each in merge mode (`concurrency=merge` on the pods' save path):
+//! Symfony, whose pages PHP's session module serves, runs step 5 side by
+//! side: 4 pages that only read take about one hold time together, and
+//! each increment in flight is either stored or named in a warning (all of
+//! Symfony's attributes live in one session variable, `_sf2_attributes`);
+//! with `metadata_update_threshold` set, since Symfony otherwise stamps
+//! `_sf2_meta` on every request. Laravel, which calls the handler object
+//! itself, takes the lock and runs step 5 as above.
+//!
 //! The frameworks come from Debian's packages under /usr/share/php
 //! (php-symfony-framework-bundle, composer, php-laravel-framework; see
 //! scripts/platform.sh): `make test-trixie` and `make test-sid` run this
@@ -60,6 +69,8 @@ const IN_FLIGHT: usize = 4;
 const ROUNDS: usize = 8;
 /// How long each of them holds the session after incrementing.
 const HOLD_MS: u64 = 25;
+/// How long each of the pages that only read holds the session (merge mode).
+const READ_HOLD_MS: u64 = 400;
 const USER: i64 = 42;
 const FLASHES: [&str; 2] = ["Saved.", "Welcome back!"];
 
@@ -120,7 +131,27 @@ struct App {
     /// Laravel's `session.lifetime` (minutes) as AppServiceProvider gives
     /// it to session.gc_maxlifetime.
     lifetime: Duration,
+    /// How the user's requests in flight at once go.
+    parallel: Parallel,
 }
+
+/// How requests of one user in flight at once go.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Parallel {
+    /// One after another (concurrency=lock, or merge mode taking the lock):
+    /// every increment is seen exactly once.
+    Serialised,
+    /// Side by side (concurrency=merge through PHP's session module): pages
+    /// that only read take about one hold time together, and an increment
+    /// that another request's overtook is never lost silently: it is named
+    /// in a warning.
+    Merged,
+}
+
+/// The stack's default save path, in merge mode.
+const MERGE_SAVE_PATH: &str = "redis://127.0.0.1:{redis_port}/0?prefix=demo:&concurrency=merge";
+/// What a merge-mode write that lost a variable to another request says.
+const CONFLICT: &str = "was changed by another request since this one read it";
 
 impl App {
     /// Symfony's `setup` (FW_SESSION, see its Kernel.php) in pools with
@@ -141,7 +172,17 @@ impl App {
                 "user"
             },
             lifetime: Duration::from_secs(3600),
+            parallel: Parallel::Serialised,
         }
+    }
+
+    /// `self` with `concurrency=merge` on the pods' save path.
+    fn in_merge_mode(mut self, parallel: Parallel) -> Self {
+        self.name.push_str("/merge");
+        self.env
+            .push(("SESSION_SAVE_PATH", MERGE_SAVE_PATH.to_owned()));
+        self.parallel = parallel;
+        self
     }
 
     fn laravel(serialization: &'static str) -> Self {
@@ -152,6 +193,7 @@ impl App {
             at_login: AtLogin::KeptAnonymous,
             handler: "Stickless\\SessionHandler",
             lifetime: Duration::from_secs(120 * 60),
+            parallel: Parallel::Serialised,
         }
     }
 }
@@ -431,49 +473,10 @@ fn run(app: &App) {
     );
 
     // 5. Requests of the one user in flight at once lose nothing.
-    let mut counts = Vec::new();
-    let mut count_pods = BTreeSet::new();
-    for _ in 0..ROUNDS {
-        let barrier = Barrier::new(IN_FLIGHT);
-        let pages: Vec<Value> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..IN_FLIGHT)
-                .map(|_| {
-                    let mut browser = user.clone();
-                    let barrier = &barrier;
-                    scope.spawn(move || {
-                        barrier.wait();
-                        browser.get(&format!("/count?hold_ms={HOLD_MS}"))
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a request thread"))
-                .collect()
-        });
-        for page in pages {
-            assert_eq!(page["user"], USER, "{name}: {page}");
-            assert_eq!(sid(&page), sid_rotated, "{name}: {page}");
-            counts.push(
-                page["n"]
-                    .as_i64()
-                    .unwrap_or_else(|| panic!("{name}: no count: {page}")),
-            );
-            count_pods.insert(pod(&page));
-        }
-    }
-    counts.sort_unstable();
-    let expected: Vec<i64> = (1..=i64::try_from(IN_FLIGHT * ROUNDS).expect("small")).collect();
-    assert_eq!(
-        counts, expected,
-        "{name}: {IN_FLIGHT} requests in flight x {ROUNDS}: some increments were lost or seen twice"
-    );
-    assert!(
-        count_pods.len() > 1,
-        "{name}: only {count_pods:?} served the counts"
-    );
-    let page = user.get("/whoami");
-    assert_eq!(page["n"], IN_FLIGHT * ROUNDS, "{name}: {page}");
+    let conflicts = match app.parallel {
+        Parallel::Serialised => counts_one_after_another(name, &user, &sid_rotated),
+        Parallel::Merged => counts_side_by_side(name, &user, &sid_rotated, &stack),
+    };
 
     // 6. Logout.
     let cookie_rotated = user.clone();
@@ -542,10 +545,140 @@ fn run(app: &App) {
     let locks = redis.locks_left(Duration::from_secs(5));
     assert!(locks.is_empty(), "{name}: locks left in Redis: {locks:?}");
     let errors = stack.php_errors();
+    let (named, others): (Vec<&str>, Vec<&str>) = errors
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .partition(|l| l.contains(CONFLICT));
     assert!(
-        errors.trim().is_empty(),
-        "{name}: the pods logged:\n{errors}"
+        others.is_empty(),
+        "{name}: the pods logged:\n{}",
+        others.join("\n")
     );
+    assert_eq!(
+        named.len(),
+        conflicts,
+        "{name}: conflict warnings logged:\n{}",
+        named.join("\n")
+    );
+}
+
+/// `IN_FLIGHT` requests of `user` for `path` at once; their pages, and how
+/// long they took together.
+fn in_flight(user: &Browser, path: &str) -> (Vec<Value>, Duration) {
+    let barrier = Barrier::new(IN_FLIGHT);
+    let started = Instant::now();
+    let pages = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..IN_FLIGHT)
+            .map(|_| {
+                let mut browser = user.clone();
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    browser.get(path)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a request thread"))
+            .collect()
+    });
+    (pages, started.elapsed())
+}
+
+/// The counter of each page, after checking it is `sid`'s, the user's.
+fn counters(name: &str, pages: &[Value], sid_expected: &str) -> Vec<i64> {
+    pages
+        .iter()
+        .map(|page| {
+            assert_eq!(page["user"], USER, "{name}: {page}");
+            assert_eq!(sid(page), sid_expected, "{name}: {page}");
+            page["n"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("{name}: no count: {page}"))
+        })
+        .collect()
+}
+
+/// Locked (or merge mode taking the lock): every increment of `IN_FLIGHT`
+/// requests at once, `ROUNDS` times, is seen exactly once. No conflicts.
+fn counts_one_after_another(name: &str, user: &Browser, sid_expected: &str) -> usize {
+    let mut counts = Vec::new();
+    let mut count_pods = BTreeSet::new();
+    for _ in 0..ROUNDS {
+        let (pages, _) = in_flight(user, &format!("/count?hold_ms={HOLD_MS}"));
+        counts.extend(counters(name, &pages, sid_expected));
+        count_pods.extend(pages.iter().map(pod));
+    }
+    counts.sort_unstable();
+    let expected: Vec<i64> = (1..=i64::try_from(IN_FLIGHT * ROUNDS).expect("small")).collect();
+    assert_eq!(
+        counts, expected,
+        "{name}: {IN_FLIGHT} requests in flight x {ROUNDS}: some increments were lost or seen twice"
+    );
+    assert!(
+        count_pods.len() > 1,
+        "{name}: only {count_pods:?} served the counts"
+    );
+    let page = user.clone().get("/whoami");
+    assert_eq!(page["n"], IN_FLIGHT * ROUNDS, "{name}: {page}");
+    0
+}
+
+/// Merge mode: `IN_FLIGHT` pages that only read run side by side; of
+/// `IN_FLIGHT` increments at once, `ROUNDS` times, each is either stored or
+/// named in a warning (the counter lives in Symfony's one `_sf2_attributes`
+/// variable, which every increment changes). Returns the warnings expected.
+fn counts_side_by_side(name: &str, user: &Browser, sid_expected: &str, stack: &Stack) -> usize {
+    let (pages, took) = in_flight(user, &format!("/whoami?hold_ms={READ_HOLD_MS}"));
+    for page in &pages {
+        assert_eq!(page["user"], USER, "{name}: {page}");
+        assert_eq!(sid(page), sid_expected, "{name}: {page}");
+    }
+    let hold = Duration::from_millis(READ_HOLD_MS);
+    assert!(
+        took < 2 * hold,
+        "{name}: {IN_FLIGHT} reading pages holding {hold:?} each took {took:?} together"
+    );
+    assert!(
+        stack.php_errors().trim().is_empty(),
+        "{name}: pages that only read logged:\n{}",
+        stack.php_errors()
+    );
+
+    for _ in 0..ROUNDS {
+        let (pages, _) = in_flight(user, &format!("/count?hold_ms={HOLD_MS}"));
+        counters(name, &pages, sid_expected);
+    }
+    let stored = user.clone().get("/whoami")["n"]
+        .as_i64()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or_else(|| panic!("{name}: no count after the increments"));
+    let errors = stack.php_errors();
+    let named: Vec<&str> = errors.lines().filter(|l| l.contains(CONFLICT)).collect();
+    assert!(
+        named.iter().all(|l| l.contains("`_sf2_attributes`")),
+        "{name}: a conflict on another variable than the attributes:\n{}",
+        named.join("\n")
+    );
+    assert_eq!(
+        stored + named.len(),
+        IN_FLIGHT * ROUNDS,
+        "{name}: {stored} increments stored and {} reported, of {}",
+        named.len(),
+        IN_FLIGHT * ROUNDS
+    );
+    assert!(
+        stored >= ROUNDS,
+        "{name}: {stored} increments stored in {ROUNDS} rounds"
+    );
+    note(&format!(
+        "{name}: {IN_FLIGHT} reading pages holding {hold:?} took {took:?}; of {} increments \
+         in flight, {stored} stored and {} reported",
+        IN_FLIGHT * ROUNDS,
+        named.len()
+    ));
+    named.len()
 }
 
 #[test]
@@ -586,5 +719,26 @@ fn laravel_with_php_serialization() {
 fn laravel_with_json_serialization() {
     if installed("laravel_with_json_serialization", &LARAVEL_FILES) {
         run(&App::laravel("json"));
+    }
+}
+
+#[test]
+fn symfony_in_merge_mode() {
+    if installed("symfony_in_merge_mode", &SYMFONY_FILES) {
+        let mut app = App::symfony("native", "admin").in_merge_mode(Parallel::Merged);
+        // Symfony stamps `_sf2_meta` on every request by default: two
+        // requests at once would both change it, a conflict each time.
+        app.env
+            .push(("FW_METADATA_UPDATE_THRESHOLD", "60".to_owned()));
+        run(&app);
+    }
+}
+
+#[test]
+fn laravel_in_merge_mode_takes_the_lock() {
+    // Laravel calls the handler object from its own session code, with its
+    // own layout: stickless takes the lock for it, and nothing is lost.
+    if installed("laravel_in_merge_mode_takes_the_lock", &LARAVEL_FILES) {
+        run(&App::laravel("php").in_merge_mode(Parallel::Serialised));
     }
 }

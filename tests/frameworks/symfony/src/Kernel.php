@@ -18,12 +18,15 @@
 // Every page answers JSON (see state()). The routes, each a GET:
 //   /visit          an anonymous page that uses the session
 //   /login?user=N   stores the user's ID, then $session->migrate(true)
-//   /whoami         shows the session
+//   /whoami?hold_ms= shows the session, then holds it hold_ms (<= 1000) longer
 //   /rotate         $session->migrate(true) alone
 //   /flash          adds two flash messages ("notice"), shown by the next page
 //   /count?hold_ms= increments "counter" (shown as "n"), then holds the session
 //                   hold_ms (<= 1000) longer
 //   /logout         $session->invalidate()
+// $FW_METADATA_UPDATE_THRESHOLD, when set, is framework.session's
+// metadata_update_threshold: how many seconds pass before Symfony stamps the
+// session's last use (`_sf2_meta`) again; 0, its default, stamps every request.
 // Every page but /flash displays (and so consumes) the flash messages.
 declare(strict_types=1);
 
@@ -90,6 +93,10 @@ final class Kernel extends BaseKernel
             // Symfony sets it with ini_set; stickless gives stored sessions this TTL.
             'gc_maxlifetime' => 3600,
         ];
+        $threshold = getenv('FW_METADATA_UPDATE_THRESHOLD');
+        if ($threshold !== false && $threshold !== '') {
+            $session['metadata_update_threshold'] = (int) $threshold;
+        }
         if ($this->setup === 'native') {
             $session['handler_id'] = null;
         } else {
@@ -138,7 +145,9 @@ final class Kernel extends BaseKernel
 
     public function whoami(Request $request): JsonResponse
     {
-        return $this->state($request->getSession());
+        $state = $this->state($request->getSession());
+        $this->hold($request);
+        return $state;
     }
 
     public function rotate(Request $request): JsonResponse
@@ -164,11 +173,18 @@ final class Kernel extends BaseKernel
     {
         $session = $request->getSession();
         $session->set('counter', (int) $session->get('counter', 0) + 1);
+        $state = $this->state($session);
+        $this->hold($request);
+        return $state;
+    }
+
+    /** Keeps the session open hold_ms (<= 1000) longer, as a slow page would. */
+    private function hold(Request $request): void
+    {
         $hold = min(1000, max(0, $request->query->getInt('hold_ms')));
         if ($hold > 0) {
             usleep($hold * 1000);
         }
-        return $this->state($session);
     }
 
     public function logout(Request $request): JsonResponse
