@@ -401,6 +401,26 @@ mod tests {
     }
 
     #[test]
+    fn a_stage_evicted_on_every_try_is_refused_after_stage_tries() {
+        // Nothing a test server does evicts a key between a SET and the
+        // script pipelined after it; the script's `{3}` is what it would say.
+        let s = Settings::default();
+        let (mut attempt, _) = sent_increment(&s);
+        let unstaged = Value::Array(vec![Value::Int(3)]);
+        for _ in 1..steps::STAGE_TRIES {
+            assert!(matches!(attempt.on_reply(&unstaged, &s), Ok(Next::Again)));
+            attempt.step(&s, Duration::from_secs(60)).unwrap();
+        }
+        assert!(matches!(
+            attempt.on_reply(&unstaged, &s),
+            Err(Error::MergeRefused {
+                reason: MergeRefusal::Evicted,
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn a_first_send_that_finds_an_identical_envelope_is_a_conflict() {
         // Another request made the same increment from the same revision in
         // the same millisecond: its envelope is byte for byte this one's.
