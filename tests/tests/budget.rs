@@ -278,6 +278,22 @@ fn hung_request(
     reply
 }
 
+/// One request of `worker` whose server is stopped between session_start
+/// and session_write_close: the write ends within `budget` and says why.
+fn hung_write(
+    worker: &mut Worker,
+    redis: &RedisServer,
+    visitor: Option<&str>,
+    budget: Duration,
+    case: &str,
+) {
+    let reply = worker.request_around(visitor, || redis.stop());
+    redis.cont();
+    assert!(reply.started, "{case}: {reply:?}");
+    assert_within(reply.write(), budget, &format!("{case}: write"), &reply);
+    assert!(reply.cause().contains(" within "), "{case}: {reply:?}");
+}
+
 /// A new session, stored, for returning-visitor cases.
 fn stored_session(url: &str) -> String {
     let mut worker = Worker::start(url, &[]);
@@ -323,11 +339,7 @@ fn a_hung_redis_costs_each_step_of_a_php_request_at_most_budget_ms() {
             // Hung between session_start and session_write_close.
             let case = format!("strict={strict} returning={returning} write");
             let mut worker = Worker::start(&url, &ini);
-            let reply = worker.request_around(visitor, || redis.stop());
-            redis.cont();
-            assert!(reply.started, "{case}: {reply:?}");
-            assert_within(reply.write(), budget, &format!("{case}: write"), &reply);
-            assert!(reply.cause().contains(" within "), "{case}: {reply:?}");
+            hung_write(&mut worker, &redis, visitor, budget, &case);
         }
     }
 }
@@ -368,11 +380,7 @@ fn a_hung_redis_costs_each_step_of_a_merge_mode_request_at_most_budget_ms() {
         // Hung between the read and the compare-and-set.
         let case = format!("merge returning={returning} write");
         let mut worker = Worker::start(&url, &[]);
-        let reply = worker.request_around(visitor, || redis.stop());
-        redis.cont();
-        assert!(reply.started, "{case}: {reply:?}");
-        assert_within(reply.write(), budget, &format!("{case}: write"), &reply);
-        assert!(reply.cause().contains(" within "), "{case}: {reply:?}");
+        hung_write(&mut worker, &redis, visitor, budget, &case);
         let next = worker.request(Some(&sid));
         assert!(next.started && next.warnings.is_empty(), "{case}: {next:?}");
         // The write that timed out may still have been applied once the
@@ -418,11 +426,7 @@ fn a_hung_redis_costs_each_step_of_a_phpredis_compatible_request_at_most_budget_
         // the lock it held does not stay behind for the next request.
         let case = format!("compat returning={returning} write");
         let mut worker = Worker::start(&url, &[]);
-        let reply = worker.request_around(visitor, || redis.stop());
-        redis.cont();
-        assert!(reply.started, "{case}: {reply:?}");
-        assert_within(reply.write(), budget, &format!("{case}: write"), &reply);
-        assert!(reply.cause().contains(" within "), "{case}: {reply:?}");
+        hung_write(&mut worker, &redis, visitor, budget, &case);
         let next = worker.request(Some(&sid));
         assert!(next.started && next.warnings.is_empty(), "{case}: {next:?}");
         assert_within(next.start(), budget, &format!("{case}: next start"), &next);
