@@ -39,8 +39,9 @@
 //!   `Session::extend`): `session.serialization` `php` and `json`.
 //!
 //! And each in merge mode (`concurrency=merge` on the pods' save path):
-//! Symfony, whose pages PHP's session module serves, runs step 5 side by
-//! side: 4 pages that only read take about one hold time together, and
+//! Symfony, whose pages PHP's session module serves (the native handler
+//! from php_admin_value, and the handler object service), runs step 5 side
+//! by side: 4 pages that only read take about one hold time together, and
 //! each increment in flight is either stored or named in a warning (all of
 //! Symfony's attributes live in one session variable, `_sf2_attributes`);
 //! with `metadata_update_threshold` set, since Symfony otherwise stamps
@@ -722,15 +723,32 @@ fn laravel_with_json_serialization() {
     }
 }
 
+/// Symfony's `setup` in merge mode.
+fn symfony_merged(setup: &'static str, pool_ini: &'static str) -> App {
+    let mut app = App::symfony(setup, pool_ini).in_merge_mode(Parallel::Merged);
+    // Symfony stamps `_sf2_meta` on every request by default: two requests
+    // at once would both change it, a conflict each time.
+    app.env
+        .push(("FW_METADATA_UPDATE_THRESHOLD", "60".to_owned()));
+    app
+}
+
 #[test]
 fn symfony_in_merge_mode() {
     if installed("symfony_in_merge_mode", &SYMFONY_FILES) {
-        let mut app = App::symfony("native", "admin").in_merge_mode(Parallel::Merged);
-        // Symfony stamps `_sf2_meta` on every request by default: two
-        // requests at once would both change it, a conflict each time.
-        app.env
-            .push(("FW_METADATA_UPDATE_THRESHOLD", "60".to_owned()));
-        run(&app);
+        run(&symfony_merged("native", "admin"));
+    }
+}
+
+#[test]
+fn symfony_with_a_handler_object_service_in_merge_mode() {
+    // The object, wrapped in Symfony's SessionHandlerProxy, is called by
+    // PHP's session module: it merges as the native handler does.
+    if installed(
+        "symfony_with_a_handler_object_service_in_merge_mode",
+        &SYMFONY_FILES,
+    ) {
+        run(&symfony_merged("object", "none"));
     }
 }
 
