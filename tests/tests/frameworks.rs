@@ -144,7 +144,7 @@ enum Parallel {
     Serialised,
     /// Side by side (concurrency=merge through PHP's session module): pages
     /// that only read take about one hold time together, and an increment
-    /// that another request's overtook is never lost silently: it is named
+    /// overtaken by another request's is never lost silently: it is named
     /// in a warning.
     Merged,
 }
