@@ -1,7 +1,8 @@
-/* The engine and session module state that the save handler must touch and
- * ext-php-rs does not bind (and the one way of raising a warning it needs). The layout of php_ps_globals differs between PHP
- * versions (and ZTS builds reach it through TSRM), so it is reached here,
- * through the headers of the very PHP this extension is built against. */
+/* The session module's state that the save handler must touch and ext-php-rs
+ * does not bind, and the one way of raising a warning it needs. The layout of
+ * php_ps_globals differs between PHP versions (and ZTS builds reach it through
+ * TSRM), so it is reached here, through the headers of the very PHP this
+ * extension is built against. */
 #include "php.h"
 #include "ext/session/php_session.h"
 
