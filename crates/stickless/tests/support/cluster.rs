@@ -97,9 +97,9 @@ impl RedisCluster {
 
     /// Waits (bounded) until every node reports `cluster_state:ok` and
     /// knows all six nodes, and every primary counts its replica online.
-    /// A replica reports its link up as soon as it has loaded the sync, but
-    /// after a diskless sync its primary counts it only from its first
-    /// `REPLCONF ACK`, up to a second later: until then a `WAIT` times out.
+    /// Valkey 8.1's replica reports its link up while its primary still
+    /// lists it as `wait_bgsave`, for about 300 ms more (measured): until
+    /// then a `WAIT` on the primary cannot count it.
     fn await_formed(&self) {
         let deadline = Instant::now() + FORM_BUDGET;
         loop {

@@ -71,8 +71,8 @@ impl SentinelSet {
                     .query(&mut con)
                     .unwrap_or_default()
             };
-            // The primary counts its replica only from the replica's first
-            // ACK, up to a second after the replica reports its link up.
+            // Valkey 8.1's primary counts its replica online about 300 ms
+            // after the replica reports its link up (see RedisCluster).
             let replicated = replication(&self.servers[1]).contains("master_link_status:up")
                 && replication(&self.servers[0]).contains("state=online");
             let sentinels_ready = self.sentinels.iter().all(|s| {
