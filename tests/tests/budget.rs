@@ -28,6 +28,11 @@ use support::tls::{TestCa, tls_server};
 /// this file guards against overshot by a whole `timeout_ms` or more.
 const SLACK: Duration = Duration::from_millis(200);
 
+/// The limits of the hung-server cases. Each part's own timeout is longer
+/// than the budget on purpose: the budget, not the part, must end the step.
+const HUNG_LIMITS: &str = "connect_timeout_ms=500&timeout_ms=1000&budget_ms=700";
+const HUNG_BUDGET: Duration = Duration::from_millis(700);
+
 /// One request per line on stdin (`<sid or -> [hold]`), one JSON result per
 /// line on stdout. `hold` stops between session_start and
 /// session_write_close until the next line, so the test can hang the
@@ -310,11 +315,9 @@ fn a_hung_redis_costs_each_step_of_a_php_request_at_most_budget_ms() {
     // replies. A fresh connection's AUTH + SELECT did the same.
     let password = "budget-secret";
     let redis = RedisServer::start_with_password(Some(password));
-    let budget = Duration::from_millis(700);
-    // Each part's own timeout is longer than the budget on purpose: the
-    // budget, not the part, must end the step.
+    let budget = HUNG_BUDGET;
     let url = format!(
-        "redis://:{password}@127.0.0.1:{}/2?prefix=budget:&connect_timeout_ms=500&timeout_ms=1000&budget_ms=700",
+        "redis://:{password}@127.0.0.1:{}/2?prefix=budget:&{HUNG_LIMITS}",
         redis.port()
     );
     let sid = stored_session(&url);
@@ -351,9 +354,9 @@ fn a_hung_redis_costs_each_step_of_a_merge_mode_request_at_most_budget_ms() {
     // the same budgeted link. Each must end by the budget against a
     // SIGSTOPped server, say why, and leave the worker usable.
     let redis = RedisServer::start();
-    let budget = Duration::from_millis(700);
+    let budget = HUNG_BUDGET;
     let url = format!(
-        "redis://127.0.0.1:{}/3?prefix=budget-merge:&concurrency=merge&connect_timeout_ms=500&timeout_ms=1000&budget_ms=700",
+        "redis://127.0.0.1:{}/3?prefix=budget-merge:&concurrency=merge&{HUNG_LIMITS}",
         redis.port()
     );
     let sid = stored_session(&url);
@@ -401,9 +404,9 @@ fn a_hung_redis_costs_each_step_of_a_phpredis_compatible_request_at_most_budget_
     // path's, over the same budgeted link. A migration runs this mode on
     // production traffic, so a hung server must cost it no more.
     let redis = RedisServer::start();
-    let budget = Duration::from_millis(700);
+    let budget = HUNG_BUDGET;
     let url = format!(
-        "redis://127.0.0.1:{}?compat=phpredis&connect_timeout_ms=500&timeout_ms=1000&budget_ms=700&lock_wait_ms=2000",
+        "redis://127.0.0.1:{}?compat=phpredis&{HUNG_LIMITS}&lock_wait_ms=2000",
         redis.port()
     );
     let sid = stored_session(&url);
@@ -473,9 +476,9 @@ fn a_hung_redis_costs_each_user_index_call_at_most_budget_ms() {
     // steps, on the same budgeted link: a hung server must end them by the
     // budget with an exception that says why, and the next call must work.
     let redis = RedisServer::start();
-    let budget = Duration::from_millis(700);
+    let budget = HUNG_BUDGET;
     let url = format!(
-        "redis://127.0.0.1:{}/4?prefix=budget-users:&connect_timeout_ms=500&timeout_ms=1000&budget_ms=700",
+        "redis://127.0.0.1:{}/4?prefix=budget-users:&{HUNG_LIMITS}",
         redis.port()
     );
     let mut cmd = php_loop(&url, &[], USERS);
